@@ -13,7 +13,9 @@
     │   └── CatapultAPIError           an HTTP error answer, with status, category, code, method and url
     │       └── CatapultRateLimitError 429 or 403 *-rate-limit, with the time to wait when known
     ├── StoreError                     the session store failed or is unreachable
-    │   └── LockTimeoutError           a session lock could not be taken in time
+    │   ├── LockTimeoutError           a session lock could not be taken in time
+    │   ├── StaleLockError             a commit carried a lock someone else has taken since (fencing)
+    │   └── DuplicateEventError        a commit carried the de-duplication key of an event already handled
     ├── ScenarioError                  a scenario file is not usable
     └── ConfigError                    bad settings for serve, sim or the CLI
 
@@ -156,6 +158,14 @@ class StoreError(FlowEngineError):
 
 class LockTimeoutError(StoreError):
     """A session's lock was held by someone else for longer than we may wait."""
+
+
+class StaleLockError(StoreError):
+    """A write was refused: its lock expired and another owner has taken the session since."""
+
+
+class DuplicateEventError(StoreError):
+    """A write was refused: the event it handled was already handled (same de-duplication key)."""
 
 
 class ScenarioError(FlowEngineError):

@@ -1,0 +1,59 @@
+"""Helpers shared by the store implementations: waiting for a lock, JSON, and error messages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from flowengine.errors import LockTimeoutError, StoreError
+from flowengine.store.base import Lock
+from flowengine.typing import JSONObject, Seconds
+
+_FIRST_POLL: Seconds = 0.001
+_MAX_POLL: Seconds = 0.025
+
+
+async def wait_for_lock(
+    try_once: Callable[[], Awaitable[Lock | None]], *, session_id: str, wait: Seconds
+) -> Lock:
+    """Call ``try_once`` until it returns a lock, backing off from 1 ms to 25 ms, for at most ``wait``."""
+    deadline = time.monotonic() + wait
+    delay = _FIRST_POLL
+    while True:
+        lock = await try_once()
+        if lock is not None:
+            return lock
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            message = f"session {session_id!r}: lock still held by another owner after waiting {wait:g} s"
+            raise LockTimeoutError(message)
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, _MAX_POLL)
+
+
+def dumps(value: JSONObject) -> str:
+    """Serialise a snapshot or command compactly; refuse values JSON cannot carry."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError as exc:
+        raise StoreError(f"cannot store a value that is not JSON: {exc}") from exc
+
+
+def loads_object(text: str | bytes, what: str) -> JSONObject:
+    """Decode a stored JSON object, naming ``what`` if the stored text is corrupt."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise StoreError(f"{what}: stored JSON is corrupt: {exc}") from exc
+    if not isinstance(value, dict):
+        raise StoreError(f"{what}: stored JSON is a {type(value).__name__}, expected an object")
+    return value
+
+
+def check_ttl(name: str, value: Seconds) -> None:
+    """Refuse a non-positive duration with a message naming the parameter."""
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")

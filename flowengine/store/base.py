@@ -1,0 +1,248 @@
+"""The one interface every session store implements, and the records it hands back.
+
+A store keeps, per session id, the runtime's snapshot (opaque JSON), a version, and the *outbox*: the
+commands that handling an event decided on and that have not been executed yet. Around that it keeps the
+index from route keys (``call:c-123``, ``conv:+1555...:+1666...``) to sessions, the session timers, the
+de-duplication keys of callbacks already handled, and a per-session lock with an expiry and a fencing token.
+
+Handling one event is, with any store::
+
+    lock = await store.acquire(session_id, owner=instance_id)     # waits; LockTimeoutError after `wait`
+    try:
+        if await store.seen(dedup_key):                          # checked *under* the lock
+            return                                               # a duplicate callback: no effect
+        record = await store.load(session_id)                    # None for a new session
+        commands = session.handle(event, now)                    # pure
+        await store.commit(lock, snapshot=..., outbox=entries,   # ONE atomic write; StaleLockError if
+                           routes=..., timers_set=..., timers_cancel=...,   # the lock was lost meanwhile
+                           dedup_key=dedup_key, ended=...)
+        for entry in entries: execute(entry.command)             # still holding the lock
+        await store.mark_done(session_id, [e.id for e in entries])
+    finally:
+        await store.release(lock)
+
+A crash anywhere in there loses nothing: before ``commit`` nothing happened (the API retries the callback);
+after it, the outbox is still pending and ``pending_outboxes()`` lists it at the next start-up (take the
+session's lock, ``load`` it, execute ``record.outbox``, ``mark_done``). Entries may then run twice if the
+crash came between executing and ``mark_done``; their ids let the executor make them idempotent.
+
+Timers fire exactly once across instances: ``due_timers(now)`` lists candidates, ``claim_timer`` lets exactly
+one caller have each, for a *lease*. The claimer handles the timer event like any other and passes the
+timer's key in ``timers_cancel`` (with ``dedup_key`` = ``timer.dedup_key``); if it dies first, the lease runs
+out and the timer is due again.
+
+Start a brand-new session under a session id derived from the first event's route key (e.g. from the call
+id), so that two instances receiving that first event at once serialise on the same lock.
+
+Every failure of the backend is a :class:`~flowengine.errors.StoreError`, never a driver's exception; a store
+recovers by itself once its backend is back (the next call simply works again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from flowengine.typing import JSONObject, Seconds
+
+DEFAULT_LOCK_TTL: Seconds = 30.0
+"""How long a lock lives unless renewed; an instance that dies holding it blocks its call this long at most."""
+
+DEFAULT_LOCK_WAIT: Seconds = 10.0
+"""How long ``acquire`` waits for a busy lock before raising ``LockTimeoutError``."""
+
+DEFAULT_RETENTION: Seconds = 24 * 3600.0
+"""How long an ended session stays loadable (for the executions API and late callbacks)."""
+
+DEFAULT_DEDUP_TTL: Seconds = 24 * 3600.0
+"""How long the de-duplication key of a handled callback is remembered."""
+
+DEFAULT_TIMER_LEASE: Seconds = 30.0
+"""How long a claimed timer stays hidden from other instances before it is due again."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One command decided on but not yet executed.
+
+    ``id`` is unique within its session (e.g. ``"<version>.<index>"``); ``command`` is the JSON record the
+    executor understands. The store never looks inside ``command``.
+    """
+
+    id: str
+    command: JSONObject
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """What a store holds for one session.
+
+    ``version`` counts the commits (1 after the first); ``outbox`` lists the pending entries in the order
+    they were committed; ``ended_at`` is the time the session ended, or ``None`` while it is live.
+    """
+
+    session_id: str
+    snapshot: JSONObject
+    version: int
+    outbox: tuple[OutboxEntry, ...]
+    updated_at: Seconds
+    ended_at: Seconds | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """Proof of holding a session's lock.
+
+    ``token`` is the fencing token: it grows with every acquisition on the store's backend, and a commit
+    carrying a token older than the session's latest is refused with ``StaleLockError``.
+    """
+
+    session_id: str
+    owner: str
+    token: int
+    ttl: Seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A session timer: fires as the event for ``key`` once the clock reaches ``due``."""
+
+    session_id: str
+    key: str
+    due: Seconds
+
+    @property
+    def dedup_key(self) -> str:
+        """The de-duplication key for handling this firing, so a re-fired timer has one effect."""
+        return f"timer:{self.session_id}:{self.key}:{self.due!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOutbox:
+    """A session whose committed commands were not all marked done (listed at start-up recovery)."""
+
+    session_id: str
+    entries: tuple[OutboxEntry, ...]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Session state shared by every instance of the engine. All methods raise ``StoreError`` on failure."""
+
+    @property
+    def description(self) -> str:
+        """The store's URL with any password removed, for logs and ``/readyz``."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreError`` unless the backend answers now (for readiness checks)."""
+        ...
+
+    async def acquire(
+        self,
+        session_id: str,
+        *,
+        owner: str,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        wait: Seconds = DEFAULT_LOCK_WAIT,
+    ) -> Lock:
+        """Take the session's lock, waiting up to ``wait`` seconds for a holder to release it or expire.
+
+        The session need not exist yet. Raises ``LockTimeoutError`` when the wait runs out.
+        """
+        ...
+
+    async def renew(self, lock: Lock, *, ttl: Seconds = DEFAULT_LOCK_TTL) -> Lock:
+        """Extend a held lock to ``ttl`` from now. Raises ``StaleLockError`` if it was lost."""
+        ...
+
+    async def release(self, lock: Lock) -> None:
+        """Give the lock up. Releasing a lock that was lost (expired, taken) is silently a no-op."""
+        ...
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        """The session, or ``None`` if it never existed or ended longer than the retention ago."""
+        ...
+
+    async def lookup(self, route_key: str) -> str | None:
+        """The session id a route key was indexed to, or ``None``."""
+        ...
+
+    async def seen(self, dedup_key: str) -> bool:
+        """Whether a commit carried this de-duplication key within the dedup time-to-live."""
+        ...
+
+    async def commit(
+        self,
+        lock: Lock,
+        *,
+        snapshot: JSONObject,
+        outbox: Sequence[OutboxEntry] = (),
+        routes: Iterable[str] = (),
+        unroutes: Iterable[str] = (),
+        timers_set: Mapping[str, Seconds] | None = None,
+        timers_cancel: Iterable[str] = (),
+        dedup_key: str | None = None,
+        ended: bool = False,
+    ) -> int:
+        """Write the result of handling one event, all or nothing; return the session's new version.
+
+        Args:
+            lock: the session's lock, from ``acquire``; names the session.
+            snapshot: the session's new snapshot (replaces the old one).
+            outbox: entries *appended* to the session's pending outbox (an entry with an id already pending
+                replaces it).
+            routes: route keys to point at this session (a key pointing elsewhere is moved here).
+            unroutes: route keys to remove, if they point at this session.
+            timers_set: timer key -> due time; sets or moves the session's timer of that key.
+            timers_cancel: timer keys to remove (applied before ``timers_set``, so a key can be re-armed).
+            dedup_key: the handled event's de-duplication key, remembered for the dedup time-to-live.
+            ended: the session is over: its timers are dropped, and it (with its route keys) is kept for
+                the retention only. Once ended, a session stays ended.
+
+        Raises:
+            StaleLockError: another owner has acquired the lock since ``lock`` was taken.
+            DuplicateEventError: ``dedup_key`` was already committed (nothing is written).
+        """
+        ...
+
+    async def mark_done(self, session_id: str, outbox_ids: Iterable[str]) -> None:
+        """Remove executed entries from the session's outbox (unknown ids are ignored)."""
+        ...
+
+    async def pending_outboxes(self) -> list[PendingOutbox]:
+        """Every session with outbox entries not marked done, for start-up recovery."""
+        ...
+
+    async def due_timers(self, now: Seconds, *, limit: int = 100) -> list[Timer]:
+        """Up to ``limit`` timers due at ``now`` and not claimed under a running lease, earliest first."""
+        ...
+
+    async def claim_timer(self, timer: Timer, *, now: Seconds, lease: Seconds = DEFAULT_TIMER_LEASE) -> bool:
+        """Claim a timer from ``due_timers``; exactly one of any number of concurrent claimers gets True.
+
+        A claimed timer is hidden until ``now + lease``; commit with it in ``timers_cancel`` to finish it.
+        Returns False if it was claimed, moved or cancelled since it was listed.
+        """
+        ...
+
+    async def list_sessions(self, *, limit: int = 100) -> list[SessionRecord]:
+        """Up to ``limit`` sessions (live, or ended within the retention), most recently updated first."""
+        ...
+
+    async def purge(self) -> int:
+        """Delete what outlived its retention or time-to-live; return how many sessions went.
+
+        Expired data is already invisible to every other method; this only reclaims space. Call it now
+        and then (e.g. every minute).
+        """
+        ...

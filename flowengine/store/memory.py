@@ -1,0 +1,286 @@
+"""An in-process store: dictionaries behind the ``Store`` interface, for tests and single-process trials.
+
+Several ``MemoryStore`` objects may share one ``MemoryBackend`` to play several engine instances in one
+process. Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from flowengine.errors import DuplicateEventError, StaleLockError, StoreError
+from flowengine.store._common import check_ttl, dumps, loads_object, wait_for_lock
+from flowengine.store.base import (
+    DEFAULT_DEDUP_TTL,
+    DEFAULT_LOCK_TTL,
+    DEFAULT_LOCK_WAIT,
+    DEFAULT_RETENTION,
+    DEFAULT_TIMER_LEASE,
+    Lock,
+    OutboxEntry,
+    PendingOutbox,
+    SessionRecord,
+    Timer,
+)
+from flowengine.typing import JSONObject, Seconds
+
+
+@dataclass(slots=True)
+class _Session:
+    # Stored as JSON text, like the other stores, so callers never share mutable state with the store.
+    snapshot: str
+    version: int
+    updated_at: Seconds
+    ended_at: Seconds | None
+    outbox: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _LockState:
+    owner: str
+    token: int
+    expires: Seconds
+
+
+@dataclass(slots=True)
+class MemoryBackend:
+    """The data of a memory store; share one between stores to simulate several instances."""
+
+    sessions: dict[str, _Session] = field(default_factory=dict)
+    routes: dict[str, str] = field(default_factory=dict)
+    timers: dict[tuple[str, str], Seconds] = field(default_factory=dict)
+    dedup: dict[str, Seconds] = field(default_factory=dict)
+    locks: dict[str, _LockState] = field(default_factory=dict)
+    tokens: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    available: bool = True
+    """Set to False to make every operation fail like an unreachable backend (for failure tests)."""
+
+
+class MemoryStore:
+    """The ``Store`` interface over a ``MemoryBackend``; time comes from ``clock`` (wall time by default)."""
+
+    def __init__(
+        self,
+        backend: MemoryBackend | None = None,
+        *,
+        retention: Seconds = DEFAULT_RETENTION,
+        dedup_ttl: Seconds = DEFAULT_DEDUP_TTL,
+        clock: Callable[[], Seconds] = time.time,
+    ) -> None:
+        check_ttl("retention", retention)
+        check_ttl("dedup_ttl", dedup_ttl)
+        self.backend = backend if backend is not None else MemoryBackend()
+        self._retention = retention
+        self._dedup_ttl = dedup_ttl
+        self._clock = clock
+        self._closed = False
+
+    @property
+    def description(self) -> str:
+        return "memory"
+
+    def _data(self) -> MemoryBackend:
+        if self._closed:
+            raise StoreError("memory store: used after close()")
+        if not self.backend.available:
+            raise StoreError("memory store: backend marked unavailable")
+        return self.backend
+
+    def _live(self, data: MemoryBackend, session_id: str, now: Seconds) -> _Session | None:
+        session = data.sessions.get(session_id)
+        if session is None or (session.ended_at is not None and session.ended_at + self._retention <= now):
+            return None
+        return session
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def ping(self) -> None:
+        self._data()
+
+    async def acquire(
+        self,
+        session_id: str,
+        *,
+        owner: str,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        wait: Seconds = DEFAULT_LOCK_WAIT,
+    ) -> Lock:
+        check_ttl("ttl", ttl)
+
+        async def try_once() -> Lock | None:
+            data = self._data()
+            now = self._clock()
+            held = data.locks.get(session_id)
+            if held is not None and held.expires > now:
+                return None
+            token = next(data.tokens)
+            data.locks[session_id] = _LockState(owner, token, now + ttl)
+            return Lock(session_id, owner, token, ttl)
+
+        return await wait_for_lock(try_once, session_id=session_id, wait=wait)
+
+    def _check_fence(self, data: MemoryBackend, lock: Lock) -> _LockState:
+        held = data.locks.get(lock.session_id)
+        if held is None or held.token != lock.token:
+            message = f"session {lock.session_id!r}: lock token {lock.token} of {lock.owner!r} is stale"
+            raise StaleLockError(message + "; another owner took the session after it expired")
+        return held
+
+    async def renew(self, lock: Lock, *, ttl: Seconds = DEFAULT_LOCK_TTL) -> Lock:
+        check_ttl("ttl", ttl)
+        data = self._data()
+        held = self._check_fence(data, lock)
+        held.expires = self._clock() + ttl
+        return Lock(lock.session_id, lock.owner, lock.token, ttl)
+
+    async def release(self, lock: Lock) -> None:
+        data = self._data()
+        held = data.locks.get(lock.session_id)
+        if held is not None and held.token == lock.token:
+            # Keep the token: a stale holder must still be refused after this release.
+            held.expires = 0.0
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        session = self._live(self._data(), session_id, self._clock())
+        if session is None:
+            return None
+        return _record(session_id, session)
+
+    async def lookup(self, route_key: str) -> str | None:
+        data = self._data()
+        session_id = data.routes.get(route_key)
+        if session_id is None or self._live(data, session_id, self._clock()) is None:
+            return None
+        return session_id
+
+    async def seen(self, dedup_key: str) -> bool:
+        expires = self._data().dedup.get(dedup_key)
+        return expires is not None and expires > self._clock()
+
+    async def commit(
+        self,
+        lock: Lock,
+        *,
+        snapshot: JSONObject,
+        outbox: Sequence[OutboxEntry] = (),
+        routes: Iterable[str] = (),
+        unroutes: Iterable[str] = (),
+        timers_set: Mapping[str, Seconds] | None = None,
+        timers_cancel: Iterable[str] = (),
+        dedup_key: str | None = None,
+        ended: bool = False,
+    ) -> int:
+        data = self._data()
+        now = self._clock()
+        self._check_fence(data, lock)
+        snapshot_text = dumps(snapshot)
+        entries = [(entry.id, dumps(entry.command)) for entry in outbox]
+        if dedup_key is not None and await self.seen(dedup_key):
+            raise DuplicateEventError(f"session {lock.session_id!r}: event {dedup_key!r} was already handled")
+        sid = lock.session_id
+        previous = self._live(data, sid, now)
+        ended_at = previous.ended_at if previous is not None else None
+        if ended and ended_at is None:
+            ended_at = now
+        session = _Session(
+            snapshot=snapshot_text,
+            version=(previous.version if previous is not None else 0) + 1,
+            updated_at=now,
+            ended_at=ended_at,
+            outbox=dict(previous.outbox) if previous is not None else {},
+        )
+        for entry_id, command in entries:
+            session.outbox.pop(entry_id, None)
+            session.outbox[entry_id] = command
+        data.sessions[sid] = session
+        for key in unroutes:
+            if data.routes.get(key) == sid:
+                del data.routes[key]
+        for key in routes:
+            data.routes[key] = sid
+        for key in timers_cancel:
+            data.timers.pop((sid, key), None)
+        for key, due in (timers_set or {}).items():
+            data.timers[(sid, key)] = due
+        if ended_at is not None:
+            for timer_id in [t for t in data.timers if t[0] == sid]:
+                del data.timers[timer_id]
+        if dedup_key is not None:
+            data.dedup[dedup_key] = now + self._dedup_ttl
+        return session.version
+
+    async def mark_done(self, session_id: str, outbox_ids: Iterable[str]) -> None:
+        session = self._data().sessions.get(session_id)
+        if session is not None:
+            for entry_id in outbox_ids:
+                session.outbox.pop(entry_id, None)
+
+    async def pending_outboxes(self) -> list[PendingOutbox]:
+        data = self._data()
+        now = self._clock()
+        return [
+            PendingOutbox(sid, _entries(sid, session))
+            for sid, session in sorted(data.sessions.items())
+            if session.outbox and self._live(data, sid, now) is not None
+        ]
+
+    async def due_timers(self, now: Seconds, *, limit: int = 100) -> list[Timer]:
+        due = sorted((when, sid, key) for (sid, key), when in self._data().timers.items() if when <= now)
+        return [Timer(sid, key, when) for when, sid, key in due[:limit]]
+
+    async def claim_timer(self, timer: Timer, *, now: Seconds, lease: Seconds = DEFAULT_TIMER_LEASE) -> bool:
+        check_ttl("lease", lease)
+        data = self._data()
+        timer_id = (timer.session_id, timer.key)
+        if data.timers.get(timer_id) != timer.due or timer.due > now:
+            return False
+        data.timers[timer_id] = now + lease
+        return True
+
+    async def list_sessions(self, *, limit: int = 100) -> list[SessionRecord]:
+        data = self._data()
+        now = self._clock()
+        live = [(s.updated_at, sid, s) for sid, s in data.sessions.items() if self._live(data, sid, now)]
+        live.sort(key=lambda item: (-item[0], item[1]))
+        return [_record(sid, session) for _, sid, session in live[:limit]]
+
+    async def purge(self) -> int:
+        data = self._data()
+        now = self._clock()
+        gone = [sid for sid in data.sessions if self._live(data, sid, now) is None]
+        for sid in gone:
+            del data.sessions[sid]
+            data.locks.pop(sid, None)
+        gone_set = set(gone)
+        for key in [k for k, sid in data.routes.items() if sid in gone_set]:
+            del data.routes[key]
+        for key in [k for k, expires in data.dedup.items() if expires <= now]:
+            del data.dedup[key]
+        for sid in [
+            sid for sid, held in data.locks.items() if held.expires <= now and sid not in data.sessions
+        ]:
+            # A lock of a session that was never committed; nobody can hold a fence on it any more.
+            del data.locks[sid]
+        return len(gone)
+
+
+def _entries(session_id: str, session: _Session) -> tuple[OutboxEntry, ...]:
+    return tuple(
+        OutboxEntry(entry_id, loads_object(command, f"session {session_id!r} outbox {entry_id!r}"))
+        for entry_id, command in session.outbox.items()
+    )
+
+
+def _record(session_id: str, session: _Session) -> SessionRecord:
+    return SessionRecord(
+        session_id=session_id,
+        snapshot=loads_object(session.snapshot, f"session {session_id!r} snapshot"),
+        version=session.version,
+        outbox=_entries(session_id, session),
+        updated_at=session.updated_at,
+        ended_at=session.ended_at,
+    )
