@@ -1,0 +1,471 @@
+"""The store for several instances: Redis through redis-py asyncio, each write one Lua script.
+
+Layout, under a key prefix (``flowengine:`` unless the URL says ``?prefix=``)::
+
+    fence                 global counter; every lock acquisition takes the next value as its fencing token
+    lock:<sid>            "<token>|<owner>", SET NX PX: the lock with its expiry
+    fence:<sid>           the token of the latest acquisition; a commit must carry it
+    s:<sid>               hash: snapshot, version, updated_at, ended_at
+    ol:<sid> / oh:<sid>   the outbox: list of entry ids in order / hash id -> command JSON
+    pending               set of session ids whose outbox is not empty
+    r:<route key>         session id;   rk:<sid>  set of the session's route keys
+    timers                sorted set, member "<len(sid)>:<sid><key>", score = due;   tk:<sid> its members
+    d:<dedup key>         "1" with an expiry
+    sessions / ended      sorted sets: session id by last update / by end time
+
+Ended sessions' keys expire after the retention; times come from the Redis server's clock. Scripts name keys
+they compute from the prefix, so this works on a single Redis (or a primary with replicas), not a Cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+
+from flowengine.errors import ConfigError, DuplicateEventError, StaleLockError, StoreError
+from flowengine.store._common import check_ttl, dumps, loads_object, wait_for_lock
+from flowengine.store.base import (
+    DEFAULT_DEDUP_TTL,
+    DEFAULT_LOCK_TTL,
+    DEFAULT_LOCK_WAIT,
+    DEFAULT_RETENTION,
+    DEFAULT_TIMER_LEASE,
+    Lock,
+    OutboxEntry,
+    PendingOutbox,
+    SessionRecord,
+    Timer,
+)
+from flowengine.typing import JSONObject, Seconds
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX = "flowengine:"
+_FENCE_GRACE_MS = 3_600_000  # how long past its lock's expiry a session's fencing token is remembered
+
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local token = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[1], token .. '|' .. ARGV[2], 'PX', ARGV[1])
+redis.call('SET', KEYS[2], token, 'PX', tonumber(ARGV[1]) + tonumber(ARGV[3]))
+return token
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]) + tonumber(ARGV[4]))
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+# KEYS: fence:<sid> s:<sid> ol:<sid> oh:<sid> rk:<sid> tk:<sid> pending timers sessions ended d:<key>
+# ARGV: token snapshot sid prefix ended(0/1) retention_ms dedup_ttl_ms has_dedup(0/1)
+#       n_outbox (id cmd)*  n_routes key*  n_unroutes key*  n_cancel member*  n_set (member due)*
+_COMMIT = """
+local token, snapshot, sid, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ending, retention, dedup_ttl, has_dedup = ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7], ARGV[8] == '1'
+if redis.call('GET', KEYS[1]) ~= token then return -1 end
+if has_dedup and redis.call('EXISTS', KEYS[11]) == 1 then return -2 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+if version == 1 then redis.call('DEL', KEYS[3], KEYS[4]) end
+local ended_at = redis.call('HGET', KEYS[2], 'ended_at')
+if not ended_at and ending then
+    ended_at = string.format('%.6f', now)
+    redis.call('HSET', KEYS[2], 'ended_at', ended_at)
+end
+redis.call('HSET', KEYS[2], 'snapshot', snapshot, 'updated_at', string.format('%.6f', now))
+redis.call('ZADD', KEYS[9], now, sid)
+local i = 9
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+    local id, cmd = ARGV[i], ARGV[i + 1]; i = i + 2
+    redis.call('LREM', KEYS[3], 0, id)
+    redis.call('RPUSH', KEYS[3], id)
+    redis.call('HSET', KEYS[4], id, cmd)
+end
+if n > 0 then redis.call('SADD', KEYS[7], sid) end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+    local key = ARGV[i]; i = i + 1
+    local old = redis.call('GET', prefix .. 'r:' .. key)
+    if old and old ~= sid then redis.call('SREM', prefix .. 'rk:' .. old, key) end
+    redis.call('SET', prefix .. 'r:' .. key, sid)
+    redis.call('SADD', KEYS[5], key)
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+    local key = ARGV[i]; i = i + 1
+    if redis.call('GET', prefix .. 'r:' .. key) == sid then redis.call('DEL', prefix .. 'r:' .. key) end
+    redis.call('SREM', KEYS[5], key)
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+    redis.call('ZREM', KEYS[8], ARGV[i]); redis.call('SREM', KEYS[6], ARGV[i]); i = i + 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+    redis.call('ZADD', KEYS[8], ARGV[i + 1], ARGV[i]); redis.call('SADD', KEYS[6], ARGV[i]); i = i + 2
+end
+if has_dedup then redis.call('SET', KEYS[11], '1', 'PX', dedup_ttl) end
+if ended_at then
+    for _, member in ipairs(redis.call('SMEMBERS', KEYS[6])) do redis.call('ZREM', KEYS[8], member) end
+    redis.call('DEL', KEYS[6])
+    redis.call('ZADD', KEYS[10], tonumber(ended_at), sid)
+    local left = math.max(1, math.floor((tonumber(ended_at) - now) * 1000 + retention))
+    for _, key in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+        if redis.call('GET', prefix .. 'r:' .. key) == sid then redis.call('PEXPIRE', prefix .. 'r:' .. key, left) end
+    end
+    for _, k in ipairs({KEYS[2], KEYS[3], KEYS[4], KEYS[5]}) do redis.call('PEXPIRE', k, left) end
+end
+return version
+"""
+
+# KEYS: ol:<sid> oh:<sid> pending   ARGV: sid id*
+_MARK_DONE = """
+for i = 2, #ARGV do
+    redis.call('LREM', KEYS[1], 0, ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+end
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[1]) end
+return 1
+"""
+
+# KEYS: timers   ARGV: member due now new_due
+_CLAIM = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) ~= tonumber(ARGV[2]) or tonumber(score) > tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+return 1
+"""
+
+
+def _timer_member(session_id: str, key: str) -> str:
+    return f"{len(session_id)}:{session_id}{key}"
+
+
+def _split_member(member: str) -> tuple[str, str]:
+    length, _, rest = member.partition(":")
+    size = int(length)
+    return rest[:size], rest[size:]
+
+
+def _ms(seconds: Seconds) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class RedisStore:
+    """The ``Store`` interface over Redis. Create it with ``await RedisStore.open(url)``."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        description: str = "redis",
+        retention: Seconds = DEFAULT_RETENTION,
+        dedup_ttl: Seconds = DEFAULT_DEDUP_TTL,
+    ) -> None:
+        check_ttl("retention", retention)
+        check_ttl("dedup_ttl", dedup_ttl)
+        self._client = client
+        self._prefix = prefix
+        self._description = description
+        self._retention = retention
+        self._dedup_ttl = dedup_ttl
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._commit = client.register_script(_COMMIT)
+        self._mark_done = client.register_script(_MARK_DONE)
+        self._claim = client.register_script(_CLAIM)
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        retention: Seconds = DEFAULT_RETENTION,
+        dedup_ttl: Seconds = DEFAULT_DEDUP_TTL,
+        connect_timeout: Seconds = 2.0,
+        command_timeout: Seconds = 5.0,
+    ) -> RedisStore:
+        """Connect to ``redis[s]://[:password@]host[:port][/db][?prefix=...]`` and check it answers."""
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        prefix = next((value for name, value in query if name == "prefix"), DEFAULT_PREFIX)
+        rest = urlencode([(name, value) for name, value in query if name != "prefix"])
+        plain_url = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment))
+        netloc = parts.hostname or "localhost"
+        if parts.port is not None:
+            netloc = f"{netloc}:{parts.port}"
+        description = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        try:
+            client = aioredis.Redis.from_url(
+                plain_url,
+                decode_responses=True,
+                socket_connect_timeout=connect_timeout,
+                socket_timeout=command_timeout,
+                # One quick retry on a fresh connection: after a restart of Redis the pooled sockets are dead.
+                retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
+            )
+        except (ValueError, RedisError) as exc:
+            raise ConfigError(f"store URL {description!r}: {exc}") from exc
+        store = cls(client, prefix=prefix, description=description, retention=retention, dedup_ttl=dedup_ttl)
+        try:
+            await store.ping()
+        except StoreError:
+            await client.aclose()
+            raise
+        return store
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    def _key(self, *parts: str) -> str:
+        return self._prefix + "".join(parts)
+
+    async def _call(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        if self._closed:
+            raise StoreError(f"{self._description}: used after close()")
+        try:
+            return await operation()
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"{self._description}: {what}: {exc}") from exc
+
+    async def close(self) -> None:
+        if not self._closed:
+            await self._call("close", self._client.aclose)
+            self._closed = True
+
+    async def ping(self) -> None:
+        await self._call("ping", self._client.ping)
+
+    async def acquire(
+        self,
+        session_id: str,
+        *,
+        owner: str,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        wait: Seconds = DEFAULT_LOCK_WAIT,
+    ) -> Lock:
+        check_ttl("ttl", ttl)
+        keys = [self._key("lock:", session_id), self._key("fence:", session_id), self._key("fence")]
+        args: list[str | int] = [_ms(ttl), owner, _FENCE_GRACE_MS]
+
+        async def try_once() -> Lock | None:
+            token = await self._call("acquire", lambda: self._acquire(keys=keys, args=args))
+            return Lock(session_id, owner, int(token), ttl) if int(token) else None
+
+        return await wait_for_lock(try_once, session_id=session_id, wait=wait)
+
+    def _stale(self, lock: Lock) -> StaleLockError:
+        return StaleLockError(
+            f"session {lock.session_id!r}: lock token {lock.token} of {lock.owner!r} is stale; "
+            "another owner took the session after it expired"
+        )
+
+    async def renew(self, lock: Lock, *, ttl: Seconds = DEFAULT_LOCK_TTL) -> Lock:
+        check_ttl("ttl", ttl)
+        keys = [self._key("lock:", lock.session_id), self._key("fence:", lock.session_id)]
+        args: list[str | int] = [str(lock.token), lock.owner, _ms(ttl), _FENCE_GRACE_MS]
+        if not await self._call("renew", lambda: self._renew(keys=keys, args=args)):
+            raise self._stale(lock)
+        return Lock(lock.session_id, lock.owner, lock.token, ttl)
+
+    async def release(self, lock: Lock) -> None:
+        keys = [self._key("lock:", lock.session_id)]
+        args = [f"{lock.token}|{lock.owner}"]
+        await self._call("release", lambda: self._release(keys=keys, args=args))
+
+    async def _load_many(self, session_ids: Sequence[str]) -> list[SessionRecord]:
+        async def fetch() -> list[Any]:
+            pipe = self._client.pipeline(transaction=True)
+            for sid in session_ids:
+                pipe.hgetall(self._key("s:", sid))
+                pipe.lrange(self._key("ol:", sid), 0, -1)
+                pipe.hgetall(self._key("oh:", sid))
+            return list(await pipe.execute())
+
+        replies = await self._call("load", fetch)
+        records = []
+        for index, sid in enumerate(session_ids):
+            fields, order, commands = replies[3 * index : 3 * index + 3]
+            if "snapshot" not in fields:
+                continue
+            outbox = tuple(
+                OutboxEntry(
+                    entry_id, loads_object(commands[entry_id], f"session {sid!r} outbox {entry_id!r}")
+                )
+                for entry_id in order
+                if entry_id in commands
+            )
+            ended_at = fields.get("ended_at")
+            records.append(
+                SessionRecord(
+                    session_id=sid,
+                    snapshot=loads_object(fields["snapshot"], f"session {sid!r} snapshot"),
+                    version=int(fields["version"]),
+                    outbox=outbox,
+                    updated_at=float(fields["updated_at"]),
+                    ended_at=None if ended_at is None else float(ended_at),
+                )
+            )
+        return records
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        records = await self._load_many([session_id])
+        return records[0] if records else None
+
+    async def lookup(self, route_key: str) -> str | None:
+        found = await self._call("lookup", lambda: self._client.get(self._key("r:", route_key)))
+        if found is None:
+            return None
+        sid = str(found)
+        exists = await self._call("lookup", lambda: self._client.exists(self._key("s:", sid)))
+        return sid if exists else None
+
+    async def seen(self, dedup_key: str) -> bool:
+        return bool(await self._call("seen", lambda: self._client.exists(self._key("d:", dedup_key))))
+
+    async def commit(
+        self,
+        lock: Lock,
+        *,
+        snapshot: JSONObject,
+        outbox: Sequence[OutboxEntry] = (),
+        routes: Iterable[str] = (),
+        unroutes: Iterable[str] = (),
+        timers_set: Mapping[str, Seconds] | None = None,
+        timers_cancel: Iterable[str] = (),
+        dedup_key: str | None = None,
+        ended: bool = False,
+    ) -> int:
+        sid = lock.session_id
+        keys = [
+            self._key("fence:", sid),
+            self._key("s:", sid),
+            self._key("ol:", sid),
+            self._key("oh:", sid),
+            self._key("rk:", sid),
+            self._key("tk:", sid),
+            self._key("pending"),
+            self._key("timers"),
+            self._key("sessions"),
+            self._key("ended"),
+            self._key("d:", dedup_key or ""),
+        ]
+        args: list[str | int] = [
+            str(lock.token),
+            dumps(snapshot),
+            sid,
+            self._prefix,
+            int(ended),
+            _ms(self._retention),
+            _ms(self._dedup_ttl),
+            int(dedup_key is not None),
+        ]
+        entries = [(entry.id, dumps(entry.command)) for entry in outbox]
+        args.append(len(entries))
+        for entry_id, command in entries:
+            args += [entry_id, command]
+        for group in (list(routes), list(unroutes), [_timer_member(sid, k) for k in timers_cancel]):
+            args.append(len(group))
+            args += group
+        sets = list((timers_set or {}).items())
+        args.append(len(sets))
+        for key, due in sets:
+            args += [_timer_member(sid, key), repr(float(due))]
+        version = int(await self._call("commit", lambda: self._commit(keys=keys, args=args)))
+        if version == -1:
+            raise self._stale(lock)
+        if version == -2:
+            raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
+        return version
+
+    async def mark_done(self, session_id: str, outbox_ids: Iterable[str]) -> None:
+        ids = list(outbox_ids)
+        if not ids:
+            return
+        keys = [self._key("ol:", session_id), self._key("oh:", session_id), self._key("pending")]
+        await self._call("mark_done", lambda: self._mark_done(keys=keys, args=[session_id, *ids]))
+
+    async def pending_outboxes(self) -> list[PendingOutbox]:
+        members = await self._call("pending_outboxes", lambda: self._client.smembers(self._key("pending")))
+        pending = sorted(str(sid) for sid in members)
+        records = {record.session_id: record for record in await self._load_many(pending)}
+        gone = [sid for sid in pending if sid not in records]
+        if gone:
+            await self._call("pending_outboxes", lambda: self._client.srem(self._key("pending"), *gone))
+        return [
+            PendingOutbox(sid, records[sid].outbox)
+            for sid in pending
+            if sid in records and records[sid].outbox
+        ]
+
+    async def due_timers(self, now: Seconds, *, limit: int = 100) -> list[Timer]:
+        rows = await self._call(
+            "due_timers",
+            lambda: self._client.zrangebyscore(
+                self._key("timers"), "-inf", now, start=0, num=limit, withscores=True
+            ),
+        )
+        timers = []
+        for member, due in cast(list[tuple[str, float]], rows):
+            sid, key = _split_member(member)
+            timers.append(Timer(sid, key, float(due)))
+        return timers
+
+    async def claim_timer(self, timer: Timer, *, now: Seconds, lease: Seconds = DEFAULT_TIMER_LEASE) -> bool:
+        check_ttl("lease", lease)
+        keys = [self._key("timers")]
+        args = [_timer_member(timer.session_id, timer.key), repr(timer.due), repr(now), repr(now + lease)]
+        return bool(await self._call("claim_timer", lambda: self._claim(keys=keys, args=args)))
+
+    async def list_sessions(self, *, limit: int = 100) -> list[SessionRecord]:
+        found: list[SessionRecord] = []
+        start = 0
+        while len(found) < limit:
+            batch = await self._call(
+                "list_sessions",
+                lambda s=start: self._client.zrevrange(self._key("sessions"), s, s + limit - 1),  # type: ignore[misc]
+            )
+            if not batch:
+                break
+            found += await self._load_many([str(sid) for sid in batch])
+            start += limit
+        return found[:limit]
+
+    async def purge(self) -> int:
+        seconds, micros = await self._call("purge", self._client.time)
+        cutoff = seconds + micros / 1_000_000 - self._retention
+        ended = await self._call(
+            "purge", lambda: self._client.zrangebyscore(self._key("ended"), "-inf", cutoff)
+        )
+        gone = [str(sid) for sid in ended]
+        if not gone:
+            return 0
+
+        async def drop() -> None:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.zrem(self._key("sessions"), *gone)
+            pipe.zrem(self._key("ended"), *gone)
+            pipe.srem(self._key("pending"), *gone)
+            await pipe.execute()
+
+        await self._call("purge", drop)
+        return len(gone)

@@ -1,0 +1,152 @@
+"""Fixtures that give every contract test each store implementation, plus helpers to run Redis servers.
+
+Redis tests use the server on 127.0.0.1:6379, database 9, under a key prefix unique to the test, and delete
+their keys afterwards. Where that server is missing they fail when ``CI`` is set and skip otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from flowengine.store import MemoryBackend, MemoryStore, Store
+from flowengine.store.redis import RedisStore
+from flowengine.store.sqlite import SQLiteStore
+
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+REDIS_DB = 9
+
+StoreFactory = Callable[..., Awaitable[Store]]
+"""Opens another store on the same backend: ``await make(retention=..., dedup_ttl=...)``."""
+
+
+def redis_missing(reason: str) -> None:
+    """Fail loudly in CI, where the Redis tests must run; skip on a developer's machine."""
+    message = f"Redis is needed at {REDIS_HOST}:{REDIS_PORT} for the Redis store tests: {reason}"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message + " (CI is set, so this fails rather than skips; .ci/run starts Redis)")
+    pytest.skip(message)
+
+
+async def _redis_available() -> None:
+    client = aioredis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_connect_timeout=1)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        redis_missing(str(exc))
+    finally:
+        await client.aclose()
+
+
+async def _delete_prefix(prefix: str) -> None:
+    client = aioredis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    """A factory of stores that share one backend of the parametrised kind; all are closed afterwards."""
+    kind: str = request.param
+    opened: list[Store] = []
+    backend = MemoryBackend()
+    prefix = f"fetest:{uuid.uuid4().hex}:"
+    if kind == "redis":
+        await _redis_available()
+
+    async def make(**options: float) -> Store:
+        store: Store
+        if kind == "memory":
+            store = MemoryStore(backend, **options)
+        elif kind == "sqlite":
+            store = await SQLiteStore.open(str(tmp_path / "state.db"), **options)
+        else:
+            url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}?prefix={prefix}"
+            store = await RedisStore.open(url, **options)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()
+    if kind == "redis":
+        await _delete_prefix(prefix)
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> Store:
+    """One store of each kind, with the default settings."""
+    return await make_store()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisProcess:
+    """A throwaway ``redis-server`` on a free loopback port, that a test stops and starts again."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            redis_missing("redis-server is not installed")
+            return
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not listen on port {self.port} within 5 s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=5)
+            self.process = None
+
+
+@pytest.fixture
+def redis_process() -> Iterator[RedisProcess]:
+    server = RedisProcess(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 5.0) -> None:
+    """Wait until ``check`` is true, for at most ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(0.02)
