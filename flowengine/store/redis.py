@@ -209,11 +209,10 @@ class RedisStore:
         prefix = next((value for name, value in query if name == "prefix"), DEFAULT_PREFIX)
         rest = urlencode([(name, value) for name, value in query if name != "prefix"])
         plain_url = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment))
-        netloc = parts.hostname or "localhost"
-        if parts.port is not None:
-            netloc = f"{netloc}:{parts.port}"
-        description = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        # Never show a password: keep only host[:port] of the network location.
+        description = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, ""))
         try:
+            _ = parts.port  # raises ValueError for a port that is not a number
             client = aioredis.Redis.from_url(
                 plain_url,
                 decode_responses=True,

@@ -90,6 +90,15 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 
 
 @pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """The URL of the test Redis database with a key prefix of its own; its keys are deleted afterwards."""
+    await _redis_available()
+    prefix = f"fetest:{uuid.uuid4().hex}:"
+    yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}?prefix={prefix}"
+    await _delete_prefix(prefix)
+
+
+@pytest.fixture
 async def store(make_store: StoreFactory) -> Store:
     """One store of each kind, with the default settings."""
     return await make_store()
@@ -133,6 +142,12 @@ class RedisProcess:
             self.process.terminate()
             self.process.wait(timeout=5)
             self.process = None
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback TCP port nobody listens on (right now)."""
+    return free_port()
 
 
 @pytest.fixture
