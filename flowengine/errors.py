@@ -8,6 +8,7 @@
     │   ├── FlowValidationError        breaks the JSON Schema or a semantic rule
     │   └── FlowCompileError           valid on paper but cannot be turned into a state machine
     ├── TemplateError                  a template or `when` expression failed to render or was refused
+    │   └── TemplateSyntaxError        it does not parse or breaks a sandbox rule (with its 1-based line)
     ├── CatapultError                  talking to the Bandwidth v1 API failed
     │   ├── CatapultConnectionError    no HTTP answer (refused, reset, timed out)
     │   └── CatapultAPIError           an HTTP error answer, with status, category, code, method and url
@@ -84,6 +85,16 @@ class FlowCompileError(FlowError):
 
 class TemplateError(FlowEngineError):
     """A template or expression failed to render, or was refused by the sandbox."""
+
+
+class TemplateSyntaxError(TemplateError):
+    """A template or expression does not parse or breaks a sandbox rule; ``line`` is 1-based within it."""
+
+    def __init__(self, reason: str, *, line: int, source: str) -> None:
+        self.reason = reason
+        self.line = line
+        self.source = source
+        super().__init__(f"line {line}: {reason}")
 
 
 class CatapultError(FlowEngineError):

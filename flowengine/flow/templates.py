@@ -1,0 +1,493 @@
+"""Sandboxed Jinja2 templates and ``when`` expressions: the only way flow text is ever evaluated.
+
+Every template runs in an :class:`jinja2.sandbox.ImmutableSandboxedEnvironment` with ``StrictUndefined``
+(a name that is not in the context is an error, never an empty string), autoescape off, no underscore
+attributes, no macros or call blocks, at most two nested ``for`` loops, a small ``range``, capped string
+repetition, padding and formatting widths, and a cap on the rendered size. Values that come from callers
+(digits, SMS text, HTTP answers) are put into the context as data; they are never compiled as templates.
+
+A string without ``{{``, ``{%`` or ``{#`` never reaches Jinja (the fast path), and compiled templates are
+cached by their source text, so the runtime can call :func:`render` on every event.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections.abc import Callable, Iterator, Mapping
+from functools import lru_cache
+from types import TracebackType
+from typing import Any, Final
+
+import jinja2
+import jinja2.meta
+import jinja2.nodes
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from flowengine.errors import TemplateError, TemplateSyntaxError
+
+MAX_OUTPUT: Final = 65_536
+"""The most characters a template may render, and the largest string or list an operator may build."""
+
+MAX_RANGE: Final = 10_000
+"""The most items one ``range(...)`` may produce."""
+
+MAX_LOOP_DEPTH: Final = 2
+"""The most ``for`` loops that may be nested in one template."""
+
+MAX_POWER_BITS: Final = 4_096
+"""The largest integer (in bits) that ``**`` may produce."""
+
+_TEMPLATE_NAME: Final = "<template>"
+_MARKERS: Final = ("{{", "{%", "{#")
+
+# printf-style directive: %(name)flags width .precision length conversion
+_PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?[a-zA-Z%]")
+_DIGITS = re.compile(r"\d+")
+
+
+def _too_wide(number: str | None) -> bool:
+    return number is not None and (number == "*" or int(number) > MAX_OUTPUT)
+
+
+def _check_printf(fmt: str) -> None:
+    for match in _PRINTF.finditer(fmt):
+        if _too_wide(match.group(1)) or _too_wide(match.group(2)):
+            raise SecurityError(f"format width or precision in {match.group(0)!r} is over {MAX_OUTPUT}")
+
+
+def _check_format_spec(fmt: str) -> None:
+    try:
+        parts = list(string.Formatter().parse(fmt))
+    except ValueError as exc:
+        raise SecurityError(f"bad format string: {exc}") from None
+    for _literal, _field, spec, _conversion in parts:
+        if not spec:
+            continue
+        if "{" in spec:
+            raise SecurityError("nested replacement fields in a format spec are not allowed")
+        for number in _DIGITS.findall(spec):
+            if int(number) > MAX_OUTPUT:
+                raise SecurityError(f"format width {number} is over {MAX_OUTPUT}")
+
+
+def _check_size(size: int, what: str) -> None:
+    if size > MAX_OUTPUT:
+        raise SecurityError(f"{what} would build {size} items, over the limit of {MAX_OUTPUT}")
+
+
+def _safe_range(*args: int) -> range:
+    result = range(*args)
+    if len(result) > MAX_RANGE:
+        raise SecurityError(f"range of {len(result)} items is over the limit of {MAX_RANGE}")
+    return result
+
+
+def _safe_replace(value: str, old: str, new: str, count: int | None = None) -> str:
+    text, old, new = str(value), str(old), str(new)
+    hits = text.count(old) if old else len(text) + 1
+    if count is not None and count >= 0:
+        hits = min(hits, count)
+    _check_size(len(text) + hits * max(len(new) - len(old), 0), "replace")
+    return text.replace(old, new) if count is None else text.replace(old, new, count)
+
+
+def _safe_center(value: str, width: int = 80) -> str:
+    _check_size(int(width), "center")
+    return str(value).center(int(width))
+
+
+def _safe_indent(value: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    pad = " " * int(width) if isinstance(width, int) else str(width)
+    lines = str(value).count("\n") + 1
+    _check_size(len(str(value)) + lines * len(pad), "indent")
+    text = str(value)
+    out = []
+    for index, line in enumerate(text.split("\n")):
+        if (index == 0 and not first) or (not line and not blank):
+            out.append(line)
+        else:
+            out.append(pad + line)
+    return "\n".join(out)
+
+
+def _safe_format(value: str, *args: Any, **kwargs: Any) -> str:
+    if args and kwargs:
+        raise SecurityError("format takes positional or keyword arguments, not both")
+    fmt = str(value)
+    _check_printf(fmt)
+    result = fmt % (kwargs or args)
+    _check_size(len(result), "format")
+    return result
+
+
+_PADDING_METHODS: Final = frozenset({"center", "ljust", "rjust", "zfill"})
+
+
+class _FlowSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox with flowengine's limits on operators, calls and string building."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if attr.startswith("_"):
+            return False
+        return bool(super().is_safe_attribute(obj, attr, value))
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int):
+                    _check_size(len(seq) * times, "repetition")
+            return left * right
+        if operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and right > 0:
+                bits = max(abs(left), 1).bit_length() * right
+                if bits > MAX_POWER_BITS:
+                    raise SecurityError(f"{left} ** {right} is too large")
+            return left**right
+        if operator == "%":
+            if isinstance(left, str):
+                _check_printf(left)
+                result = left % right
+                _check_size(len(result), "format")
+                return result
+            return left % right
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        owner = getattr(__obj, "__self__", None)
+        name = getattr(__obj, "__name__", "")
+        if isinstance(owner, str):
+            if name in {"format", "format_map"}:
+                _check_format_spec(owner)
+            elif name in _PADDING_METHODS and args:
+                _check_size(int(args[0]), name)
+            elif name == "expandtabs":
+                raise SecurityError("str.expandtabs is not allowed in templates")
+            elif name == "replace" and len(args) >= 2:
+                return _safe_replace(owner, args[0], args[1], *args[2:3])
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _finalize(value: Any) -> Any:
+    # A missing optional value (an API field that was absent) renders as nothing, not as "None".
+    return "" if value is None else value
+
+
+def _make_environment() -> _FlowSandbox:
+    env = _FlowSandbox(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        finalize=_finalize,
+        keep_trailing_newline=True,
+        auto_reload=False,
+        cache_size=0,
+    )
+    env.globals.clear()
+    env.globals.update({"range": _safe_range, "dict": dict})
+    # Nondeterministic or amplifying filters are replaced or removed: the core must be repeatable.
+    env.filters.pop("random", None)
+    env.filters.update(
+        {
+            "replace": _safe_replace,
+            "center": _safe_center,
+            "indent": _safe_indent,
+            "format": _safe_format,
+        }
+    )
+    return env
+
+
+_ENV: Final = _make_environment()
+
+
+# ------------------------------------------------------------------------------------ errors and checks
+
+
+def _template_line(tb: TracebackType | None) -> int | None:
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == _TEMPLATE_NAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _syntax_error(src: str, exc: jinja2.TemplateSyntaxError, offset: int = 0) -> TemplateSyntaxError:
+    line = max((exc.lineno or 1) - offset, 1)
+    return TemplateSyntaxError(exc.message or "invalid template", line=line, source=src)
+
+
+def _refuse(src: str, node: jinja2.nodes.Node, message: str) -> TemplateSyntaxError:
+    return TemplateSyntaxError(message, line=node.lineno or 1, source=src)
+
+
+def _check_tree(src: str, tree: jinja2.nodes.Template) -> None:
+    for node in tree.find_all((jinja2.nodes.Macro, jinja2.nodes.CallBlock)):
+        kind = "macro" if isinstance(node, jinja2.nodes.Macro) else "call block"
+        raise _refuse(src, node, f"a {kind} is not allowed in flow templates")
+    for node in tree.find_all((jinja2.nodes.Extends, jinja2.nodes.Include, jinja2.nodes.Import)):
+        raise _refuse(src, node, "templates cannot extend, include or import other templates")
+    for node in tree.find_all(jinja2.nodes.FromImport):
+        raise _refuse(src, node, "templates cannot import other templates")
+    for node in tree.find_all(jinja2.nodes.For):
+        if node.recursive:
+            raise _refuse(src, node, "recursive loops are not allowed in flow templates")
+    _check_depth(src, tree, 0)
+
+
+def _check_depth(src: str, node: jinja2.nodes.Node, depth: int) -> None:
+    for child in node.iter_child_nodes():
+        inner = depth + 1 if isinstance(child, jinja2.nodes.For) else depth
+        if inner > MAX_LOOP_DEPTH:
+            raise _refuse(src, child, f"at most {MAX_LOOP_DEPTH} nested for loops are allowed")
+        _check_depth(src, child, inner)
+
+
+def _parse(src: str) -> jinja2.nodes.Template:
+    try:
+        tree = _ENV.parse(src, name=_TEMPLATE_NAME)
+    except jinja2.TemplateSyntaxError as exc:
+        raise _syntax_error(src, exc) from None
+    _check_tree(src, tree)
+    return tree
+
+
+def _expression_source(src: str) -> str:
+    # Parenthesised so that `a if b` or a trailing filter parse as one expression; the newline keeps a
+    # trailing comment-like fragment from swallowing the closing braces.
+    return "{{ (" + src + "\n) }}"
+
+
+def _parse_expression(src: str) -> jinja2.nodes.Template:
+    if not src.strip():
+        raise TemplateSyntaxError("empty expression", line=1, source=src)
+    if any(marker in src for marker in ("}}", "{%", "%}")):
+        raise TemplateSyntaxError("an expression cannot contain template delimiters", line=1, source=src)
+    try:
+        tree = _ENV.parse(_expression_source(src), name=_TEMPLATE_NAME)
+    except jinja2.TemplateSyntaxError as exc:
+        raise _syntax_error(src, exc) from None
+    _check_tree(src, tree)
+    return tree
+
+
+def is_template(src: str) -> bool:
+    """Whether ``src`` contains Jinja markup; a plain string is used as is."""
+    return any(marker in src for marker in _MARKERS)
+
+
+def check_template(src: str) -> None:
+    """Parse ``src`` as a template and apply the sandbox's static rules.
+
+    Raises:
+        TemplateSyntaxError: (a TemplateError) with ``line``, 1-based within the template.
+    """
+    if is_template(src):
+        compile_template(src)
+
+
+def check_expression(src: str) -> None:
+    """Parse ``src`` as a ``when`` expression.
+
+    Raises:
+        TemplateSyntaxError: (a TemplateError) with ``line``, 1-based within the expression.
+    """
+    compile_expression(src)
+
+
+def template_names(src: str) -> frozenset[str]:
+    """The top-level names ``src`` reads from its context (``vars``, ``event``, ...); empty for plain text.
+
+    Raises:
+        TemplateSyntaxError: when ``src`` does not parse.
+    """
+    if not is_template(src):
+        return frozenset()
+    return frozenset(jinja2.meta.find_undeclared_variables(_parse(src)))
+
+
+def expression_names(src: str) -> frozenset[str]:
+    """The top-level names the expression ``src`` reads from its context.
+
+    Raises:
+        TemplateSyntaxError: when ``src`` does not parse.
+    """
+    return frozenset(jinja2.meta.find_undeclared_variables(_parse_expression(src)))
+
+
+# ------------------------------------------------------------------------------------------- compiled
+
+
+def _wrap_render_error(src: str, exc: Exception, template: jinja2.Template | None = None) -> TemplateError:
+    if isinstance(exc, TemplateError):
+        return exc
+    code_line = _template_line(exc.__traceback__)
+    if code_line is None:
+        line = 1
+    elif template is None:
+        line = 1  # an expression is one line as far as its author is concerned
+    else:
+        line = template.get_corresponding_lineno(code_line)
+    if isinstance(exc, jinja2.UndefinedError):
+        reason = exc.message or "undefined name"
+    elif isinstance(exc, SecurityError):
+        reason = f"refused by the sandbox: {exc}"
+    elif isinstance(exc, RecursionError):
+        reason = "too deeply nested"
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+    return TemplateError(f"line {line} of template {_excerpt(src)}: {reason}")
+
+
+def _excerpt(src: str, width: int = 60) -> str:
+    text = src if len(src) <= width else src[: width - 3] + "..."
+    return repr(text)
+
+
+class CompiledTemplate:
+    """A template compiled once; plain text keeps no Jinja object at all."""
+
+    __slots__ = ("_template", "source")
+
+    def __init__(self, source: str, template: jinja2.Template | None) -> None:
+        self.source = source
+        self._template = template
+
+    @property
+    def is_constant(self) -> bool:
+        """Whether rendering always gives the source text (no markup)."""
+        return self._template is None
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        """Render with ``context``; raises TemplateError on an undefined name, a refusal or any failure."""
+        template = self._template
+        if template is None:
+            return self.source
+        size = 0
+        parts: list[str] = []
+        try:
+            for chunk in template.root_render_func(template.new_context(dict(context))):
+                size += len(chunk)
+                if size > MAX_OUTPUT:
+                    raise SecurityError(f"output is longer than {MAX_OUTPUT} characters")
+                parts.append(chunk)
+        except Exception as exc:
+            raise _wrap_render_error(self.source, exc, template) from None
+        return "".join(parts)
+
+    def __repr__(self) -> str:
+        return f"CompiledTemplate({self.source!r})"
+
+
+class CompiledExpression:
+    """A ``when`` expression compiled once."""
+
+    __slots__ = ("_function", "source")
+
+    def __init__(self, source: str, function: Callable[..., Any]) -> None:
+        self.source = source
+        self._function = function
+
+    def evaluate(self, context: Mapping[str, Any]) -> Any:
+        """Evaluate with ``context``; raises TemplateError on an undefined name, a refusal or any failure."""
+        try:
+            value = self._function(**context)
+        except Exception as exc:
+            raise _wrap_render_error(self.source, exc) from None
+        if isinstance(value, jinja2.Undefined):
+            raise TemplateError(f"expression {_excerpt(self.source)}: {value._undefined_message}")
+        return value
+
+    def __repr__(self) -> str:
+        return f"CompiledExpression({self.source!r})"
+
+
+@lru_cache(maxsize=8192)
+def compile_template(src: str) -> CompiledTemplate:
+    """Compile ``src`` (cached by source text).
+
+    Raises:
+        TemplateSyntaxError: when ``src`` does not parse or breaks a sandbox rule.
+    """
+    if not is_template(src):
+        return CompiledTemplate(src, None)
+    tree = _parse(src)
+    try:
+        code = _ENV.compile(tree, name=_TEMPLATE_NAME, filename=_TEMPLATE_NAME)
+    except jinja2.TemplateSyntaxError as exc:  # e.g. an unknown filter or test
+        raise _syntax_error(src, exc) from None
+    return CompiledTemplate(src, _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None), None))
+
+
+@lru_cache(maxsize=8192)
+def compile_expression(src: str) -> CompiledExpression:
+    """Compile the ``when`` expression ``src`` (cached by source text).
+
+    Raises:
+        TemplateSyntaxError: when ``src`` does not parse or breaks a sandbox rule.
+    """
+    _parse_expression(src)
+    try:
+        function = _ENV.compile_expression(src, undefined_to_none=False)
+    except jinja2.TemplateSyntaxError as exc:  # e.g. an unknown filter or test
+        raise _syntax_error(src, exc, offset=0) from None
+    return CompiledExpression(src, function)
+
+
+def render(src: str | CompiledTemplate, context: Mapping[str, Any]) -> str:
+    """Render a template (source or compiled) with ``context``.
+
+    Raises:
+        TemplateError: when the template does not parse, names an undefined value or is refused.
+    """
+    compiled = src if isinstance(src, CompiledTemplate) else compile_template(src)
+    return compiled.render(context)
+
+
+def evaluate(expr: str | CompiledExpression, context: Mapping[str, Any]) -> Any:
+    """Evaluate a ``when`` expression (source or compiled) with ``context`` and return its value.
+
+    Raises:
+        TemplateError: when the expression does not parse, names an undefined value or is refused.
+    """
+    compiled = expr if isinstance(expr, CompiledExpression) else compile_expression(expr)
+    return compiled.evaluate(context)
+
+
+def truthy(expr: str | CompiledExpression, context: Mapping[str, Any]) -> bool:
+    """Evaluate a ``when`` guard: the truth value of :func:`evaluate`."""
+    return bool(evaluate(expr, context))
+
+
+def iter_template_strings(value: Any) -> Iterator[str]:
+    """Every string inside a JSON-like value (for checking the templates of ``set`` and ``http.json``)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from iter_template_strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from iter_template_strings(item)
+
+
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every string inside a JSON-like value, keeping its shape; numbers and booleans stay as they are.
+
+    Raises:
+        TemplateError: when one of the strings fails to render.
+    """
+    if isinstance(value, str):
+        return render(value, context)
+    if isinstance(value, Mapping):
+        return {str(key): render_value(item, context) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_value(item, context) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
