@@ -204,6 +204,61 @@ class TestLocks:
             await store.acquire(SID, owner="a", ttl=ttl)
 
 
+class TestConcurrency:
+    async def test_the_lock_serialises_handlers_of_one_session_across_instances(
+        self, make_store: StoreFactory
+    ) -> None:
+        stores = [await make_store(), await make_store()]
+
+        async def increment(store: Store, number: int) -> None:
+            lock = await store.acquire(SID, owner=f"worker-{number}", wait=5)
+            try:
+                record = await store.load(SID)
+                count = 0 if record is None else record.snapshot["count"]
+                await asyncio.sleep(0)  # let the other handlers try to get in
+                entries = [OutboxEntry(f"{number}", {"op": "x"})]
+                await store.commit(
+                    lock, snapshot={"count": count + 1}, outbox=entries, dedup_key=f"ev-{number}"
+                )
+                await store.mark_done(SID, [f"{number}"])
+            finally:
+                await store.release(lock)
+
+        await asyncio.gather(*(increment(stores[n % 2], n) for n in range(20)))
+        record = await stores[0].load(SID)
+        assert record is not None
+        assert (record.snapshot, record.version, record.outbox) == ({"count": 20}, 20, ())
+
+    async def test_many_sessions_handled_at_once_through_one_store_each_keep_their_history(
+        self, store: Store
+    ) -> None:
+        async def call(number: int) -> None:
+            sid = f"s-{number}"
+            for step in range(5):
+                lock = await store.acquire(sid, owner="a")
+                try:
+                    await store.load(sid)
+                    entries = [OutboxEntry(f"{step}.0", {"step": step}), OutboxEntry(f"{step}.1", {})]
+                    await store.commit(
+                        lock,
+                        snapshot={"step": step},
+                        outbox=entries,
+                        routes=[f"call:{number}"],
+                        dedup_key=f"{sid}:{step}",
+                    )
+                    await store.mark_done(sid, [entry.id for entry in entries])
+                finally:
+                    await store.release(lock)
+
+        await asyncio.gather(*(call(n) for n in range(12)))
+        for number in range(12):
+            record = await store.load(f"s-{number}")
+            assert record is not None
+            assert (record.snapshot, record.version, record.outbox) == ({"step": 4}, 5, ())
+            assert await store.lookup(f"call:{number}") == f"s-{number}"
+        assert await store.pending_outboxes() == []
+
+
 class TestRoutes:
     async def test_a_route_key_moves_to_the_session_that_claims_it(self, store: Store) -> None:
         await _commit(store, "s-1", routes=["conv:+1:+2"])
