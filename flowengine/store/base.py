@@ -28,8 +28,9 @@ crash came between executing and ``mark_done``; their ids let the executor make 
 
 Timers fire exactly once across instances: ``due_timers(now)`` lists candidates, ``claim_timer`` lets exactly
 one caller have each, for a *lease*. The claimer handles the timer event like any other and passes the
-timer's key in ``timers_cancel`` (with ``dedup_key`` = ``timer.dedup_key``); if it dies first, the lease runs
-out and the timer is due again.
+timer's key in ``timers_cancel`` with ``dedup_key=timer.dedup_key``; if it dies first, the lease runs out
+and the timer is listed again (same key, same due, same dedup key), so another instance fires it, and if
+the first one did commit after all, the second commit is refused as a duplicate.
 
 Start a brand-new session under a session id derived from the first event's route key (e.g. from the call
 id), so that two instances receiving that first event at once serialise on the same lock.
@@ -118,7 +119,8 @@ class Timer:
 
     @property
     def dedup_key(self) -> str:
-        """The de-duplication key for handling this firing, so a re-fired timer has one effect."""
+        """The de-duplication key for handling this timer: the same each time it is listed again after a
+        lapsed claim, different once the timer is set anew (a new ``due``)."""
         return f"timer:{self.session_id}:{self.key}:{self.due!r}"
 
 
@@ -224,14 +226,17 @@ class Store(Protocol):
         ...
 
     async def due_timers(self, now: Seconds, *, limit: int = 100) -> list[Timer]:
-        """Up to ``limit`` timers due at ``now`` and not claimed under a running lease, earliest first."""
+        """Up to ``limit`` timers due at ``now`` and not claimed under a running lease, earliest first.
+
+        A timer whose claim's lease ran out is listed again, unchanged (its ``due`` is the time it was set for).
+        """
         ...
 
     async def claim_timer(self, timer: Timer, *, now: Seconds, lease: Seconds = DEFAULT_TIMER_LEASE) -> bool:
         """Claim a timer from ``due_timers``; exactly one of any number of concurrent claimers gets True.
 
-        A claimed timer is hidden until ``now + lease``; commit with it in ``timers_cancel`` to finish it.
-        Returns False if it was claimed, moved or cancelled since it was listed.
+        A claimed timer is hidden until ``now + lease``; commit with its key in ``timers_cancel`` to finish
+        it. Returns False if it was claimed (lease still running), moved or cancelled since it was listed.
         """
         ...
 

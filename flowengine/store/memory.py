@@ -51,7 +51,8 @@ class MemoryBackend:
 
     sessions: dict[str, _Session] = field(default_factory=dict)
     routes: dict[str, str] = field(default_factory=dict)
-    timers: dict[tuple[str, str], Seconds] = field(default_factory=dict)
+    timers: dict[tuple[str, str], tuple[Seconds, Seconds]] = field(default_factory=dict)
+    """(session id, key) -> (due, fires_at): fires_at is due, or the end of a claim's lease."""
     dedup: dict[str, Seconds] = field(default_factory=dict)
     locks: dict[str, _LockState] = field(default_factory=dict)
     tokens: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -205,7 +206,7 @@ class MemoryStore:
         for key in timers_cancel:
             data.timers.pop((sid, key), None)
         for key, due in (timers_set or {}).items():
-            data.timers[(sid, key)] = due
+            data.timers[(sid, key)] = (float(due), float(due))
         if ended_at is not None:
             for timer_id in [t for t in data.timers if t[0] == sid]:
                 del data.timers[timer_id]
@@ -229,16 +230,21 @@ class MemoryStore:
         ]
 
     async def due_timers(self, now: Seconds, *, limit: int = 100) -> list[Timer]:
-        due = sorted((when, sid, key) for (sid, key), when in self._data().timers.items() if when <= now)
-        return [Timer(sid, key, when) for when, sid, key in due[:limit]]
+        ready = sorted(
+            (fires_at, sid, key, due)
+            for (sid, key), (due, fires_at) in self._data().timers.items()
+            if fires_at <= now
+        )
+        return [Timer(sid, key, due) for _, sid, key, due in ready[:limit]]
 
     async def claim_timer(self, timer: Timer, *, now: Seconds, lease: Seconds = DEFAULT_TIMER_LEASE) -> bool:
         check_ttl("lease", lease)
         data = self._data()
         timer_id = (timer.session_id, timer.key)
-        if data.timers.get(timer_id) != timer.due or timer.due > now:
+        due, fires_at = data.timers.get(timer_id, (None, now + 1))
+        if due != timer.due or fires_at > now:
             return False
-        data.timers[timer_id] = now + lease
+        data.timers[timer_id] = (timer.due, now + lease)
         return True
 
     async def list_sessions(self, *, limit: int = 100) -> list[SessionRecord]:

@@ -9,7 +9,8 @@ Layout, under a key prefix (``flowengine:`` unless the URL says ``?prefix=``)::
     ol:<sid> / oh:<sid>   the outbox: list of entry ids in order / hash id -> command JSON
     pending               set of session ids whose outbox is not empty
     r:<route key>         session id;   rk:<sid>  set of the session's route keys
-    timers                sorted set, member "<len(sid)>:<sid><key>", score = due;   tk:<sid> its members
+    timers                sorted set, member "<len(sid)>:<sid><key>", score = when it may fire (its due time,
+                          or the end of a claim's lease);   tdue  hash member -> due;   tk:<sid> its members
     d:<dedup key>         "1" with an expiry
     sessions / ended      sorted sets: session id by last update / by end time
 
@@ -69,7 +70,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
-# KEYS: fence:<sid> s:<sid> ol:<sid> oh:<sid> rk:<sid> tk:<sid> pending timers sessions ended d:<key>
+# KEYS: fence:<sid> s:<sid> ol:<sid> oh:<sid> rk:<sid> tk:<sid> pending timers sessions ended d:<key> tdue
 # ARGV: token snapshot sid prefix ended(0/1) retention_ms dedup_ttl_ms has_dedup(0/1)
 #       n_outbox (id cmd)*  n_routes key*  n_unroutes key*  n_cancel member*  n_set (member due)*
 _COMMIT = """
@@ -113,15 +114,20 @@ for _ = 1, n do
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-    redis.call('ZREM', KEYS[8], ARGV[i]); redis.call('SREM', KEYS[6], ARGV[i]); i = i + 1
+    redis.call('ZREM', KEYS[8], ARGV[i]); redis.call('HDEL', KEYS[12], ARGV[i]); redis.call('SREM', KEYS[6], ARGV[i])
+    i = i + 1
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-    redis.call('ZADD', KEYS[8], ARGV[i + 1], ARGV[i]); redis.call('SADD', KEYS[6], ARGV[i]); i = i + 2
+    redis.call('ZADD', KEYS[8], ARGV[i + 1], ARGV[i]); redis.call('HSET', KEYS[12], ARGV[i], ARGV[i + 1])
+    redis.call('SADD', KEYS[6], ARGV[i])
+    i = i + 2
 end
 if has_dedup then redis.call('SET', KEYS[11], '1', 'PX', dedup_ttl) end
 if ended_at then
-    for _, member in ipairs(redis.call('SMEMBERS', KEYS[6])) do redis.call('ZREM', KEYS[8], member) end
+    for _, member in ipairs(redis.call('SMEMBERS', KEYS[6])) do
+        redis.call('ZREM', KEYS[8], member); redis.call('HDEL', KEYS[12], member)
+    end
     redis.call('DEL', KEYS[6])
     redis.call('ZADD', KEYS[10], tonumber(ended_at), sid)
     local left = math.max(1, math.floor((tonumber(ended_at) - now) * 1000 + retention))
@@ -143,10 +149,13 @@ if redis.call('LLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[1]) en
 return 1
 """
 
-# KEYS: timers   ARGV: member due now new_due
+# KEYS: timers tdue   ARGV: member due now lease_end
 _CLAIM = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) ~= tonumber(ARGV[2]) or tonumber(score) > tonumber(ARGV[3]) then return 0 end
+local due = redis.call('HGET', KEYS[2], ARGV[1])
+local fires_at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or not fires_at or tonumber(due) ~= tonumber(ARGV[2]) or tonumber(fires_at) > tonumber(ARGV[3]) then
+    return 0
+end
 redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
 return 1
 """
@@ -367,6 +376,7 @@ class RedisStore:
             self._key("sessions"),
             self._key("ended"),
             self._key("d:", dedup_key or ""),
+            self._key("tdue"),
         ]
         args: list[str | int] = [
             str(lock.token),
@@ -423,15 +433,20 @@ class RedisStore:
                 self._key("timers"), "-inf", now, start=0, num=limit, withscores=True
             ),
         )
+        members = [member for member, _ in cast(list[tuple[str, float]], rows)]
+        if not members:
+            return []
+        dues = await self._call("due_timers", lambda: self._client.hmget(self._key("tdue"), members))
         timers = []
-        for member, due in cast(list[tuple[str, float]], rows):
-            sid, key = _split_member(member)
-            timers.append(Timer(sid, key, float(due)))
+        for member, due in zip(members, cast(list[str | None], dues), strict=True):
+            if due is not None:  # None: cancelled between the two reads
+                sid, key = _split_member(member)
+                timers.append(Timer(sid, key, float(due)))
         return timers
 
     async def claim_timer(self, timer: Timer, *, now: Seconds, lease: Seconds = DEFAULT_TIMER_LEASE) -> bool:
         check_ttl("lease", lease)
-        keys = [self._key("timers")]
+        keys = [self._key("timers"), self._key("tdue")]
         args = [_timer_member(timer.session_id, timer.key), repr(timer.due), repr(now), repr(now + lease)]
         return bool(await self._call("claim_timer", lambda: self._claim(keys=keys, args=args)))
 

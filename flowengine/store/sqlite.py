@@ -68,9 +68,10 @@ CREATE TABLE IF NOT EXISTS timers (
     session_id TEXT NOT NULL,
     key TEXT NOT NULL,
     due REAL NOT NULL,
+    fires_at REAL NOT NULL,
     PRIMARY KEY (session_id, key)
 );
-CREATE INDEX IF NOT EXISTS timers_by_due ON timers (due);
+CREATE INDEX IF NOT EXISTS timers_by_firing ON timers (fires_at);
 CREATE TABLE IF NOT EXISTS dedup (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS locks (
     session_id TEXT PRIMARY KEY,
@@ -351,7 +352,7 @@ class SQLiteStore:
         route_rows = [(key, sid) for key in routes]
         unroute_rows = [(key, sid) for key in unroutes]
         cancel_rows = [(sid, key) for key in timers_cancel]
-        set_rows = [(sid, key, float(due)) for key, due in (timers_set or {}).items()]
+        set_rows = [(sid, key, float(due), float(due)) for key, due in (timers_set or {}).items()]
 
         def work(conn: sqlite3.Connection) -> int:
             now = self._clock()
@@ -386,7 +387,8 @@ class SQLiteStore:
             else:
                 conn.executemany("DELETE FROM timers WHERE session_id = ? AND key = ?", cancel_rows)
                 conn.executemany(
-                    "INSERT OR REPLACE INTO timers (session_id, key, due) VALUES (?, ?, ?)", set_rows
+                    "INSERT OR REPLACE INTO timers (session_id, key, due, fires_at) VALUES (?, ?, ?, ?)",
+                    set_rows,
                 )
             if dedup_key is not None:
                 conn.execute(
@@ -425,7 +427,8 @@ class SQLiteStore:
     async def due_timers(self, now: Seconds, *, limit: int = 100) -> list[Timer]:
         def work(conn: sqlite3.Connection) -> list[Timer]:
             rows = conn.execute(
-                "SELECT session_id, key, due FROM timers WHERE due <= ? ORDER BY due, session_id, key LIMIT ?",
+                "SELECT session_id, key, due FROM timers WHERE fires_at <= ? "
+                "ORDER BY fires_at, session_id, key LIMIT ?",
                 (now, limit),
             )
             return [Timer(sid, key, due) for sid, key, due in rows]
@@ -437,7 +440,7 @@ class SQLiteStore:
 
         def work(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE timers SET due = ? WHERE session_id = ? AND key = ? AND due = ? AND due <= ?",
+                "UPDATE timers SET fires_at = ? WHERE session_id = ? AND key = ? AND due = ? AND fires_at <= ?",
                 (now + lease, timer.session_id, timer.key, timer.due, now),
             )
             return cursor.rowcount == 1

@@ -295,8 +295,8 @@ class TestTimers:
         assert await store.claim_timer(timer, now=10.0, lease=5.0) is False
         assert await store.due_timers(14.0) == []
         [again] = await store.due_timers(15.0)
-        assert again == Timer(SID, "t", 15.0)
-        assert again.dedup_key != timer.dedup_key
+        assert again == timer
+        assert again.dedup_key == timer.dedup_key  # so a late commit of the first claimer is a duplicate
         assert await store.claim_timer(again, now=15.0) is True
 
     async def test_a_claimed_timer_is_finished_by_the_commit_that_handles_it(self, store: Store) -> None:
@@ -305,6 +305,34 @@ class TestTimers:
         assert await store.claim_timer(timer, now=10.0, lease=1.0)
         await _commit(store, timers_cancel=[timer.key], dedup_key=timer.dedup_key)
         assert await store.due_timers(1000.0) == []
+
+    async def test_a_claimer_that_commits_after_its_lease_lapsed_is_refused_as_a_duplicate(
+        self, make_store: StoreFactory
+    ) -> None:
+        one, two = await make_store(), await make_store()
+        await _commit(one, timers_set={"t": 10.0})
+        [slow] = await one.due_timers(10.0)
+        assert await one.claim_timer(slow, now=10.0, lease=5.0)
+        [refired] = await two.due_timers(16.0)
+        assert await two.claim_timer(refired, now=16.0, lease=5.0)
+        await _commit(two, snapshot={"fired_by": "two"}, timers_cancel=["t"], dedup_key=refired.dedup_key)
+
+        lock = await one.acquire(SID, owner="one")
+        with pytest.raises(DuplicateEventError):
+            await one.commit(
+                lock, snapshot={"fired_by": "one"}, timers_cancel=["t"], dedup_key=slow.dedup_key
+            )
+        record = await one.load(SID)
+        assert record is not None
+        assert record.snapshot == {"fired_by": "two"}
+
+    async def test_a_timer_set_again_is_a_new_firing_with_a_new_dedup_key(self, store: Store) -> None:
+        await _commit(store, timers_set={"t": 10.0})
+        [first] = await store.due_timers(10.0)
+        await _commit(store, timers_cancel=["t"], timers_set={"t": 20.0}, dedup_key=first.dedup_key)
+        [second] = await store.due_timers(20.0)
+        assert second.due == 20.0
+        assert second.dedup_key != first.dedup_key
 
     async def test_a_timer_moved_or_not_yet_due_cannot_be_claimed(self, store: Store) -> None:
         await _commit(store, timers_set={"t": 10.0})
