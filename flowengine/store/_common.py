@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import orjson
 
 from flowengine.errors import LockTimeoutError, StoreError
-from flowengine.store.base import Lock
+from flowengine.store.base import Lock, OutboxEntry
 from flowengine.typing import JSONObject, Seconds
 
 _FIRST_POLL: Seconds = 0.001
@@ -51,6 +52,19 @@ def loads_object(text: str | bytes, what: str) -> JSONObject:
     if not isinstance(value, dict):
         raise StoreError(f"{what}: stored JSON is a {type(value).__name__}, expected an object")
     return value
+
+
+def check_changes(session_id: str, outbox: Sequence[OutboxEntry], timers_set: Mapping[str, Seconds]) -> None:
+    """Refuse a commit's outbox ids repeated within it and timer times that are not finite numbers."""
+    ids = [entry.id for entry in outbox]
+    repeated = sorted({entry_id for entry_id in ids if ids.count(entry_id) > 1})
+    if repeated:
+        raise ValueError(f"session {session_id!r}: outbox ids repeated within one commit: {repeated!r}")
+    for key, due in timers_set.items():
+        if isinstance(due, bool) or not isinstance(due, int | float) or not math.isfinite(due):
+            raise ValueError(
+                f"session {session_id!r}: timer {key!r} due time must be a finite number, got {due!r}"
+            )
 
 
 def check_ttl(name: str, value: Seconds) -> None:

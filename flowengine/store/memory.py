@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from flowengine.errors import DuplicateEventError, StaleLockError, StoreError
-from flowengine.store._common import check_ttl, dumps, loads_object, wait_for_lock
+from flowengine.store._common import check_changes, check_ttl, dumps, loads_object, wait_for_lock
 from flowengine.store.base import (
     DEFAULT_DEDUP_TTL,
     DEFAULT_LOCK_TTL,
@@ -175,6 +175,7 @@ class MemoryStore:
         dedup_key: str | None = None,
         ended: bool = False,
     ) -> int:
+        check_changes(lock.session_id, outbox, timers_set or {})
         data = self._data()
         now = self._clock()
         self._check_fence(data, lock)

@@ -30,7 +30,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from flowengine.errors import ConfigError, DuplicateEventError, StaleLockError, StoreError
-from flowengine.store._common import check_ttl, dumps, loads_object, wait_for_lock
+from flowengine.store._common import check_changes, check_ttl, dumps, loads_object, wait_for_lock
 from flowengine.store.base import (
     DEFAULT_DEDUP_TTL,
     DEFAULT_LOCK_TTL,
@@ -364,6 +364,7 @@ class RedisStore:
         ended: bool = False,
     ) -> int:
         sid = lock.session_id
+        check_changes(sid, outbox, timers_set or {})
         keys = [
             self._key("fence:", sid),
             self._key("s:", sid),

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from flowengine.errors import DuplicateEventError, StaleLockError, StoreError
-from flowengine.store._common import check_ttl, dumps, loads_object, wait_for_lock
+from flowengine.store._common import check_changes, check_ttl, dumps, loads_object, wait_for_lock
 from flowengine.store.base import (
     DEFAULT_DEDUP_TTL,
     DEFAULT_LOCK_TTL,
@@ -347,6 +347,7 @@ class SQLiteStore:
         ended: bool = False,
     ) -> int:
         sid = lock.session_id
+        check_changes(sid, outbox, timers_set or {})
         snapshot_text = dumps(snapshot)
         entries = [(sid, entry.id, dumps(entry.command)) for entry in outbox]
         route_rows = [(key, sid) for key in routes]

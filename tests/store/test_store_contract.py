@@ -106,6 +106,27 @@ class TestCommitAndLoad:
         assert await store.due_timers(10.0) == []
         assert await store.pending_outboxes() == []
 
+    @pytest.mark.parametrize(
+        ("changes", "message"),
+        [
+            pytest.param(
+                {"outbox": [OutboxEntry("1", {}), OutboxEntry("2", {}), OutboxEntry("1", {})]},
+                r"outbox ids repeated within one commit: \['1'\]",
+                id="repeated-outbox-id",
+            ),
+            pytest.param({"timers_set": {"t": float("nan")}}, "timer 't' due time", id="nan-due"),
+            pytest.param({"timers_set": {"t": float("inf")}}, "must be a finite number", id="infinite-due"),
+            pytest.param({"timers_set": {"t": "soon"}}, "got 'soon'", id="text-due"),
+        ],
+    )
+    async def test_malformed_changes_are_refused_before_anything_is_written(
+        self, store: Store, changes: dict[str, object], message: str
+    ) -> None:
+        lock = await store.acquire(SID, owner="a")
+        with pytest.raises(ValueError, match=message):
+            await store.commit(lock, snapshot={}, **changes)  # type: ignore[arg-type]
+        assert await store.load(SID) is None
+
     async def test_list_sessions_shows_the_most_recently_updated_first(self, store: Store) -> None:
         for sid in ("s-a", "s-b", "s-c"):
             await _commit(store, sid, snapshot={"id": sid})
