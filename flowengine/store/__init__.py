@@ -8,6 +8,7 @@ See ``flowengine.store.base`` for the interface and the order of calls that make
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -60,7 +61,7 @@ async def open_store(
     """Open the store a URL names and make sure it is usable.
 
     Args:
-        url: ``memory``, ``sqlite://<path>`` or ``redis://[:password@]host[:port][/db][?prefix=<key prefix>]``
+        url: ``memory``, ``sqlite://<path>`` (``~`` expands to the home directory) or ``redis://[:password@]host[:port][/db][?prefix=<key prefix>]``
             (also ``rediss://`` for TLS).
         retention: how long ended sessions stay loadable.
         dedup_ttl: how long handled callbacks' de-duplication keys are remembered.
@@ -82,7 +83,8 @@ async def open_store(
             )
         from flowengine.store.sqlite import SQLiteStore
 
-        return await SQLiteStore.open(rest, retention=retention, dedup_ttl=dedup_ttl, clock=clock)
+        path = os.path.expanduser(rest)
+        return await SQLiteStore.open(path, retention=retention, dedup_ttl=dedup_ttl, clock=clock)
     if scheme in ("redis", "rediss") and sep:
         from flowengine.store.redis import RedisStore
 

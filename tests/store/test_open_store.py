@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,21 @@ async def test_sqlite_with_two_slashes_takes_a_path_relative_to_the_working_dire
         assert os.path.exists(tmp_path / "state.db")
     finally:
         await store.close()
+
+
+async def test_sqlite_expands_a_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = await open_store("sqlite://~/state.db")
+    try:
+        assert store.description == f"sqlite://{tmp_path}/state.db"
+    finally:
+        await store.close()
+
+
+def test_importing_the_store_package_leaves_the_drivers_unloaded() -> None:
+    code = "import sys, flowengine.store; print(sorted({'redis', 'sqlite3'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 async def test_redis_takes_its_key_prefix_from_the_query(redis_url: str) -> None:
