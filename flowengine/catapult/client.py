@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -147,6 +148,26 @@ def _check_base_url(base_url: str) -> str:
             "secret as settings"
         )
     return base_url.rstrip("/")
+
+
+_STATE_SETTING = re.compile(
+    r"^/(calls|bridges|conferences|applications|phoneNumbers)/[^/]+"
+    r"(/gather/[^/]+|/members/[^/]+)?$"
+)
+
+
+def is_safe_to_repeat(method: str, path: str, body: JSON) -> bool:
+    """Whether sending this request twice has the effect of sending it once.
+
+    Reads, deletes and uploads are; so are updates of an existing resource (they set absolute values),
+    except a call transfer, which would ring the target twice. Creations, audio and DTMF are not.
+    """
+    method = method.upper()
+    if method in ("GET", "HEAD", "PUT", "DELETE"):
+        return True
+    if method != "POST" or not _STATE_SETTING.match(path):
+        return False
+    return not (isinstance(body, dict) and body.get("state") == "transferring")
 
 
 def _basic_auth(token: str, secret: str) -> str:
@@ -503,6 +524,42 @@ class CatapultClient:
         await self._request(
             "delete_phone_number", "DELETE", f"/phoneNumbers/{_seg(number_id)}", idempotent=True
         )
+
+    # ----------------------------------------------------------------------------------------- generic
+
+    async def execute(self, method: str, path: str, body: JSON = None, *, operation: str = "") -> Response:
+        """Send one request the runtime described as (method, path, JSON body).
+
+        ``path`` is the API path as the reference writes it (``/v1/users/{userId}/calls/c-1/gather``) or
+        relative to the user (``/calls/c-1/gather``); it must belong to this client's user. Whether a 5xx
+        or a broken connection is retried follows :func:`is_safe_to_repeat`.
+
+        Raises:
+            ValueError: the path names another user or leaves the API.
+        """
+        method = method.upper()
+        relative = self._relative_path(path)
+        name = operation or f"{method.lower()} {relative}"
+        return await self._request(
+            name,
+            method,
+            relative,
+            json=body,
+            idempotent=is_safe_to_repeat(method, relative, body),
+        )
+
+    def _relative_path(self, path: str) -> str:
+        user_prefix = f"/users/{_seg(self.user_id)}"
+        for prefix in (f"/v1{user_prefix}", user_prefix):
+            if path.startswith(prefix + "/"):
+                path = path[len(prefix) :]
+                break
+        else:
+            if path.startswith(("/v1/", "/users/")):
+                raise ValueError(f"path {path!r} does not belong to user {self.user_id!r}")
+        if not path.startswith("/") or ".." in path.split("/"):
+            raise ValueError(f"path {path!r} is not an API path")
+        return path
 
     # ------------------------------------------------------------------------------------ the plumbing
 

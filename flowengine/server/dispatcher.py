@@ -1,0 +1,595 @@
+"""The event pipeline that joins the callback server, the runtime, the store and the REST client.
+
+For every callback (and every timer that falls due) the dispatcher does, per session, one at a time::
+
+    route -> lock -> load -> runtime.handle -> commit(snapshot + outbox, atomically) -> answer the callback
+          -> execute the outbox through the REST client / HTTP -> feed results back -> commit -> mark done
+
+Events of one call go through one FIFO lane (:mod:`flowengine.server.lanes`), so they are handled in arrival
+order; different calls use different lanes and never wait for each other. Across instances the store's
+session lock serialises them. The callback is answered once the new state is committed (durable); executing
+the commands continues in the lane before the next event of that call.
+
+The dispatcher knows nothing of flows: it talks to the runtime through :class:`RuntimeAdapter`, which turns
+the runtime's typed events, sessions and commands into the plain data below (outbox entries are JSON so
+that any instance can execute them after a crash).
+
+Outbox entries (``OutboxEntry.command``) have one of two shapes::
+
+    {"kind": "rest", "method": "POST", "path": "/v1/users/{userId}/calls/c-1/gather", "body": {...},
+     "operation": "create_gather", "command_id": "7" | null}
+    {"kind": "http", "method": "POST", "url": "https://crm.example/hook", "headers": {...},
+     "json": ... | null, "body": "..." | null, "timeout": 10.0, "command_id": "8" | null}
+
+When an entry fails, the rest of its batch is dropped (the runtime decided them as a unit) and the failure
+is fed back as an event, so the flow's ``error`` handler (or the runtime's safe default) takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+import structlog
+
+from flowengine.catapult.client import CatapultClient, redact_url
+from flowengine.errors import (
+    CatapultAPIError,
+    CatapultError,
+    FlowEngineError,
+    LockTimeoutError,
+    StoreError,
+)
+from flowengine.server.lanes import Lanes, Then
+from flowengine.server.metrics import Metrics
+from flowengine.store.base import Lock, OutboxEntry, Store, Timer
+from flowengine.typing import JSON, JSONObject, Seconds
+
+_log = structlog.get_logger("flowengine.server")
+
+Status = Literal[
+    "handled",
+    "started",
+    "duplicate",
+    "unknown-call",
+    "unknown-event",
+    "ended",
+    "bad-request",
+    "unavailable",
+]
+
+
+class BadCallback(FlowEngineError):
+    """A callback's data is malformed (a field missing or of the wrong type); answered with 400."""
+
+
+class NoSuchFlow(FlowEngineError):
+    """An execution names a flow that is not loaded (or is of the wrong kind)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a callback was answered: ``status`` and a sentence for the log and the JSON answer."""
+
+    status: Status
+    detail: str = ""
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A parsed callback: the runtime's event, its API type, and the key that finds its session.
+
+    ``route_key`` is None for an event type the runtime does not know (answered 200 and logged).
+    """
+
+    event: object
+    event_type: str
+    route_key: str | None
+    call_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What handling one event decided, in the store's terms.
+
+    Attributes:
+        session_id: the session.
+        snapshot: its new JSON snapshot.
+        entries: commands to execute (outbox entries in the shapes of the module docstring), in order.
+        timers_set: timer key -> due time; timers_cancel: timer keys to drop.
+        routes: route keys that now lead to the session (e.g. a dialled leg's call id).
+        ended: the session is over.
+        logs: (level, message) lines the flow asked to log.
+        flow, state: for logs and the executions API.
+    """
+
+    session_id: str
+    snapshot: JSONObject
+    entries: Sequence[JSONObject] = ()
+    timers_set: Mapping[str, Seconds] = field(default_factory=dict)
+    timers_cancel: Sequence[str] = ()
+    routes: Sequence[str] = ()
+    ended: bool = False
+    logs: Sequence[tuple[str, str]] = ()
+    flow: str = ""
+    state: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    """The outcome of a flow's ``http`` action: ``status`` 0 and ``error`` set when there was no answer."""
+
+    status: int
+    text: str = ""
+    json: JSON = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    error: str = ""
+
+
+class RuntimeAdapter(Protocol):
+    """What the dispatcher needs from the runtime; every method is pure and synchronous."""
+
+    def parse(self, data: Mapping[str, object]) -> Routed:
+        """Parse a callback's fields; raise :class:`BadCallback` with the field at fault."""
+        ...
+
+    def start(self, routed: Routed, now: Seconds) -> Step | None:
+        """Start a session for an inbound call or message on a flow's number; None when none applies."""
+        ...
+
+    def start_outbound(self, flow: str, to: str, from_: str, variables: JSONObject, now: Seconds) -> Step:
+        """Start an execution of ``flow``; raise :class:`NoSuchFlow` or ``ValueError`` for bad input."""
+        ...
+
+    def handle(self, snapshot: JSONObject, event: object, now: Seconds) -> Step:
+        """Feed an event to the session saved as ``snapshot``."""
+        ...
+
+    def timer_event(self, key: str) -> object:
+        """The event of the session timer ``key`` falling due."""
+        ...
+
+    def result_event(
+        self, entry: JSONObject, resource_id: str | None, error: CatapultError | None
+    ) -> object | None:
+        """The event reporting a REST entry's outcome, or None when the runtime need not hear of it."""
+        ...
+
+    def http_event(self, entry: JSONObject, result: HttpResult) -> object:
+        """The event reporting a flow ``http`` action's outcome (``http.ok`` / ``http.error``)."""
+        ...
+
+    def cancel(self, snapshot: JSONObject, now: Seconds) -> Step:
+        """End the session at an operator's request (hang up its legs)."""
+        ...
+
+    def describe(self, snapshot: JSONObject) -> JSONObject:
+        """The session as the executions API shows it: ``flow``, ``state``, ``variables``, ``steps``..."""
+        ...
+
+
+class Dispatcher:
+    """Runs events through the runtime with the store and executes what it decides. See the module doc."""
+
+    def __init__(
+        self,
+        *,
+        runtime: RuntimeAdapter,
+        store: Store,
+        client: CatapultClient,
+        http: aiohttp.ClientSession,
+        metrics: Metrics,
+        instance_id: str,
+        clock: Callable[[], Seconds] = time.time,
+        timer_interval: Seconds = 0.1,
+        http_max_bytes: int = 1024 * 1024,
+    ) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.client = client
+        self._http = http
+        self.metrics = metrics
+        self.instance_id = instance_id
+        self._clock = clock
+        self._timer_interval = timer_interval
+        self._http_max_bytes = http_max_bytes
+        self._lanes: Lanes[Outcome] = Lanes()
+        self._timer_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------------------------ callbacks
+
+    async def callback(self, data: Mapping[str, object]) -> Outcome:
+        """Handle one callback's fields; return how to answer it. Never raises for bad input."""
+        try:
+            routed = self.runtime.parse(data)
+        except BadCallback as exc:
+            return Outcome("bad-request", str(exc))
+        if routed.route_key is None:
+            _log.info("callback.unknown_event", event_type=routed.event_type, call_id=routed.call_id)
+            return Outcome("unknown-event", f"event type {routed.event_type!r} is not handled")
+        dedup = "cb:" + hashlib.sha256(orjson.dumps(dict(data), option=orjson.OPT_SORT_KEYS)).hexdigest()
+        key = routed.route_key
+        future = self._lanes.submit(key, lambda: self._handle_callback(routed, key, dedup))
+        try:
+            return await asyncio.shield(future)
+        except (StoreError, LockTimeoutError) as exc:
+            self.metrics.errors.labels(kind="store").inc()
+            _log.error("callback.store_unavailable", route=key, error=str(exc))
+            return Outcome("unavailable", "the session store is unavailable; retry later")
+
+    async def _handle_callback(
+        self, routed: Routed, route_key: str, dedup: str
+    ) -> tuple[Outcome, Then | None]:
+        now = self._clock()
+        session_id = await self.store.lookup(route_key)
+        if session_id is None:
+            step = self.runtime.start(routed, now)
+            if step is None:
+                _log.info(
+                    "callback.unknown_call",
+                    route=route_key,
+                    event_type=routed.event_type,
+                    call_id=routed.call_id,
+                )
+                return Outcome("unknown-call", f"no session for {route_key!r}"), None
+            return await self._begin(step, routes=(route_key,), dedup=dedup, event_type=routed.event_type)
+        lock = await self.store.acquire(session_id, owner=self.instance_id)
+        try:
+            if await self.store.seen(dedup):
+                return Outcome("duplicate", "this callback was already handled", session_id), None
+            record = await self.store.load(session_id)
+            if record is None or record.ended:
+                _log.info("callback.session_ended", session_id=session_id, event_type=routed.event_type)
+                return Outcome("ended", "the session has ended", session_id), None
+            started = time.perf_counter()
+            step = self.runtime.handle(record.snapshot, routed.event, now)
+            entries = await self._commit(lock, step, dedup=dedup, event_type=routed.event_type)
+            self.metrics.handling.observe(time.perf_counter() - started)
+        except BaseException:
+            await self._release(lock)
+            raise
+        return Outcome("handled", "", session_id), self._then(lock, step, entries)
+
+    async def _begin(
+        self, step: Step, *, routes: Sequence[str], dedup: str | None, event_type: str
+    ) -> tuple[Outcome, Then | None]:
+        """Commit a brand-new session; the caller has not taken a lock yet."""
+        lock = await self.store.acquire(step.session_id, owner=self.instance_id)
+        try:
+            if dedup is not None and await self.store.seen(dedup):
+                return Outcome("duplicate", "this callback was already handled", step.session_id), None
+            if await self.store.load(step.session_id) is not None:
+                return Outcome("duplicate", "the session already exists", step.session_id), None
+            started = time.perf_counter()
+            step = _with_routes(step, routes)
+            entries = await self._commit(lock, step, dedup=dedup, event_type=event_type)
+            self.metrics.handling.observe(time.perf_counter() - started)
+            self.metrics.active_sessions.inc()
+            _log.info("session.started", session_id=step.session_id, flow=step.flow, state=step.state)
+        except BaseException:
+            await self._release(lock)
+            raise
+        return Outcome("started", "", step.session_id), self._then(lock, step, entries)
+
+    # ------------------------------------------------------------------------------------ executions
+
+    async def start_execution(
+        self, flow: str, to: str, from_: str, variables: JSONObject
+    ) -> tuple[str, JSONObject]:
+        """Start an outbound flow; return its session id and description once the start is committed.
+
+        Raises:
+            NoSuchFlow, ValueError: bad request; StoreError: the store is unavailable.
+        """
+        step = self.runtime.start_outbound(flow, to, from_, variables, self._clock())
+        key = f"session:{step.session_id}"
+        future = self._lanes.submit(
+            key, lambda: self._begin(step, routes=(), dedup=None, event_type="execution")
+        )
+        outcome = await asyncio.shield(future)
+        if outcome.status != "started":
+            raise StoreError(f"execution {step.session_id!r} could not start: {outcome.detail}")
+        return step.session_id, self.runtime.describe(step.snapshot)
+
+    async def describe(self, session_id: str) -> JSONObject | None:
+        """The executions API's view of a session, or None if unknown or expired."""
+        record = await self.store.load(session_id)
+        if record is None:
+            return None
+        return self._describe_record(record.session_id, record.snapshot, record.ended, record.updated_at)
+
+    async def list_executions(self, *, limit: int) -> list[JSONObject]:
+        records = await self.store.list_sessions(limit=limit)
+        return [self._describe_record(r.session_id, r.snapshot, r.ended, r.updated_at) for r in records]
+
+    def _describe_record(
+        self, session_id: str, snapshot: JSONObject, ended: bool, updated_at: Seconds
+    ) -> JSONObject:
+        view = dict(self.runtime.describe(snapshot))
+        view["id"] = session_id
+        view["status"] = "ended" if ended else "active"
+        view["updatedAt"] = updated_at
+        return view
+
+    async def cancel_execution(self, session_id: str) -> bool:
+        """End a session (hang up its calls); False if it is unknown or already ended."""
+        future = self._lanes.submit(f"session:{session_id}", lambda: self._cancel(session_id))
+        outcome = await asyncio.shield(future)
+        return outcome.status == "handled"
+
+    async def _cancel(self, session_id: str) -> tuple[Outcome, Then | None]:
+        lock = await self.store.acquire(session_id, owner=self.instance_id)
+        try:
+            record = await self.store.load(session_id)
+            if record is None or record.ended:
+                await self._release(lock)
+                return Outcome("ended", "", session_id), None
+            step = self.runtime.cancel(record.snapshot, self._clock())
+            entries = await self._commit(lock, step, dedup=None, event_type="cancel")
+        except BaseException:
+            await self._release(lock)
+            raise
+        return Outcome("handled", "", session_id), self._then(lock, step, entries)
+
+    # ---------------------------------------------------------------------------- commit and execute
+
+    async def _commit(
+        self, lock: Lock, step: Step, *, dedup: str | None, event_type: str
+    ) -> list[OutboxEntry]:
+        version_hint = int(time.time_ns())
+        entries = [
+            OutboxEntry(id=f"{version_hint}.{index}", command=command)
+            for index, command in enumerate(step.entries)
+        ]
+        await self.store.commit(
+            lock,
+            snapshot=step.snapshot,
+            outbox=entries,
+            routes=step.routes,
+            timers_set=dict(step.timers_set),
+            timers_cancel=step.timers_cancel,
+            dedup_key=dedup,
+            ended=step.ended,
+        )
+        self.metrics.events.labels(type=event_type).inc()
+        log = _log.bind(session_id=step.session_id, flow=step.flow, state=step.state, event=event_type)
+        for level, message in step.logs:
+            getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
+                "flow.log", message=message
+            )
+        if step.ended:
+            self.metrics.active_sessions.dec()
+            log.info("session.ended")
+        return entries
+
+    def _then(self, lock: Lock, step: Step, entries: list[OutboxEntry]) -> Then:
+        async def execute() -> None:
+            try:
+                await self._execute(lock, step.snapshot, entries)
+            finally:
+                await self._release(lock)
+
+        return execute
+
+    async def _execute(self, lock: Lock, snapshot: JSONObject, entries: list[OutboxEntry]) -> None:
+        """Execute entries in order, feeding outcomes back to the runtime; the lock is held throughout."""
+        queue = list(entries)
+        session_id = lock.session_id
+        while queue:
+            entry = queue.pop(0)
+            outcome = await self._run_entry(entry.command, session_id)
+            done = [entry.id]
+            if outcome is None:
+                await self.store.mark_done(session_id, done)
+                continue
+            feedback, failed = outcome
+            if failed:
+                done.extend(e.id for e in queue)
+                if queue:
+                    _log.warning(
+                        "outbox.dropped_after_failure",
+                        session_id=session_id,
+                        dropped=len(queue),
+                    )
+                queue = []
+            await self.store.mark_done(session_id, done)
+            if feedback is None:
+                continue
+            lock = await self.store.renew(lock)
+            step = self.runtime.handle(snapshot, feedback, self._clock())
+            snapshot = step.snapshot
+            queue.extend(await self._commit(lock, step, dedup=None, event_type="result"))
+
+    async def _run_entry(self, command: JSONObject, session_id: str) -> tuple[object | None, bool] | None:
+        """Execute one entry; return (feedback event or None, failed) or None when nothing is to be fed back."""
+        kind = command.get("kind")
+        if kind == "rest":
+            return await self._run_rest(command, session_id)
+        if kind == "http":
+            result = await self._run_http(command, session_id)
+            return self.runtime.http_event(command, result), False
+        _log.error("outbox.unknown_entry", session_id=session_id, kind=kind)
+        return None
+
+    async def _run_rest(self, command: JSONObject, session_id: str) -> tuple[object | None, bool] | None:
+        method = str(command.get("method", "POST"))
+        path = str(command.get("path", ""))
+        operation = str(command.get("operation", ""))
+        try:
+            response = await self.client.execute(method, path, command.get("body"), operation=operation)
+        except CatapultError as exc:
+            self.metrics.errors.labels(kind="rest").inc()
+            _log.warning(
+                "rest.failed",
+                session_id=session_id,
+                operation=operation,
+                status=getattr(exc, "status", 0),
+                code=exc.code if isinstance(exc, CatapultAPIError) else "",
+                error=str(exc),
+            )
+            return self.runtime.result_event(command, None, exc), True
+        except ValueError as exc:
+            self.metrics.errors.labels(kind="rest").inc()
+            _log.error("rest.invalid_command", session_id=session_id, operation=operation, error=str(exc))
+            return None
+        event = self.runtime.result_event(command, response.location_id or None, None)
+        if event is None:
+            return None
+        return event, False
+
+    async def _run_http(self, command: JSONObject, session_id: str) -> HttpResult:
+        url = str(command.get("url", ""))
+        method = str(command.get("method", "GET")).upper()
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return HttpResult(0, error=f"only http and https URLs are allowed, not {redact_url(url)!r}")
+        headers_value = command.get("headers")
+        headers = (
+            {str(k): str(v) for k, v in headers_value.items()} if isinstance(headers_value, dict) else {}
+        )
+        data: bytes | None = None
+        if command.get("json") is not None:
+            data = orjson.dumps(command["json"])
+            headers.setdefault("Content-Type", "application/json")
+        elif command.get("body") is not None:
+            data = str(command["body"]).encode()
+        timeout_value = command.get("timeout")
+        timeout = float(timeout_value) if isinstance(timeout_value, int | float) else 10.0
+        try:
+            async with self._http.request(
+                method, url, headers=headers, data=data, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                raw = await response.content.read(self._http_max_bytes + 1)
+                if len(raw) > self._http_max_bytes:
+                    return HttpResult(
+                        response.status, error=f"the answer is larger than {self._http_max_bytes} bytes"
+                    )
+                text = raw.decode(response.charset or "utf-8", errors="replace")
+                body: JSON = None
+                if raw:
+                    try:
+                        body = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        body = None
+                result = HttpResult(
+                    response.status, text=text, json=body, headers=dict(response.headers.items())
+                )
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            self.metrics.errors.labels(kind="http-action").inc()
+            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            _log.warning("http_action.failed", session_id=session_id, url=redact_url(url), error=reason)
+            return HttpResult(0, error=reason)
+        _log.info("http_action.done", session_id=session_id, url=redact_url(url), status=result.status)
+        return result
+
+    async def _release(self, lock: Lock) -> None:
+        try:
+            await self.store.release(lock)
+        except StoreError as exc:
+            _log.warning("store.release_failed", session_id=lock.session_id, error=str(exc))
+
+    # ----------------------------------------------------------------------------- timers, recovery
+
+    async def recover(self) -> int:
+        """Execute outboxes left pending by a previous run (crash); return how many sessions had one."""
+        pending = await self.store.pending_outboxes()
+        for item in pending:
+            await self._lanes.submit(f"session:{item.session_id}", self._resume_job(item.session_id))
+        return len(pending)
+
+    def _resume_job(self, session_id: str) -> Callable[[], Awaitable[tuple[Outcome, Then | None]]]:
+        return lambda: self._resume(session_id)
+
+    def _fire_job(self, timer: Timer) -> Callable[[], Awaitable[tuple[Outcome, Then | None]]]:
+        return lambda: self._fire(timer)
+
+    async def _resume(self, session_id: str) -> tuple[Outcome, Then | None]:
+        lock = await self.store.acquire(session_id, owner=self.instance_id)
+        try:
+            record = await self.store.load(session_id)
+        except BaseException:
+            await self._release(lock)
+            raise
+        if record is None or not record.outbox:
+            await self._release(lock)
+            return Outcome("handled", "nothing pending", session_id), None
+        _log.info("outbox.resumed", session_id=session_id, entries=len(record.outbox))
+        step = Step(session_id=session_id, snapshot=record.snapshot)
+        return Outcome("handled", "", session_id), self._then(lock, step, list(record.outbox))
+
+    def start_timers(self) -> None:
+        """Start the background loop that fires due session timers."""
+        if self._timer_task is None:
+            self._timer_task = asyncio.create_task(self._timer_loop(), name="flowengine-timers")
+
+    async def _timer_loop(self) -> None:
+        while True:
+            try:
+                await self.fire_due_timers()
+            except StoreError as exc:
+                self.metrics.errors.labels(kind="store").inc()
+                _log.warning("timers.store_unavailable", error=str(exc))
+            except Exception:
+                self.metrics.errors.labels(kind="timers").inc()
+                _log.exception("timers.failed")
+            await asyncio.sleep(self._timer_interval)
+
+    async def fire_due_timers(self) -> int:
+        """Claim every due timer and queue its event in its session's lane; return how many were claimed."""
+        now = self._clock()
+        claimed = 0
+        for timer in await self.store.due_timers(now):
+            if await self.store.claim_timer(timer, now=now):
+                claimed += 1
+                self._lanes.submit(f"session:{timer.session_id}", self._fire_job(timer))
+        return claimed
+
+    async def _fire(self, timer: Timer) -> tuple[Outcome, Then | None]:
+        lock = await self.store.acquire(timer.session_id, owner=self.instance_id)
+        try:
+            record = await self.store.load(timer.session_id)
+            if record is None or record.ended or await self.store.seen(timer.dedup_key):
+                await self._release(lock)
+                return Outcome("ended", "", timer.session_id), None
+            step = self.runtime.handle(record.snapshot, self.runtime.timer_event(timer.key), self._clock())
+            step = replace(step, timers_cancel=(timer.key, *step.timers_cancel))
+            entries = await self._commit(lock, step, dedup=timer.dedup_key, event_type="timer")
+        except BaseException:
+            await self._release(lock)
+            raise
+        return Outcome("handled", "", timer.session_id), self._then(lock, step, entries)
+
+    async def close(self, timeout: Seconds = 10.0) -> None:
+        """Stop firing timers and let queued events finish (graceful shutdown)."""
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            await asyncio.gather(self._timer_task, return_exceptions=True)
+            self._timer_task = None
+        if not await self._lanes.drain(timeout):
+            _log.warning("shutdown.lanes_cancelled", timeout=timeout)
+
+
+def _with_routes(step: Step, routes: Sequence[str]) -> Step:
+    if not routes:
+        return step
+    return replace(step, routes=tuple(dict.fromkeys((*routes, *step.routes))))
+
+
+__all__ = [
+    "BadCallback",
+    "Dispatcher",
+    "HttpResult",
+    "NoSuchFlow",
+    "Outcome",
+    "Routed",
+    "RuntimeAdapter",
+    "Step",
+]

@@ -1,0 +1,99 @@
+"""Per-key FIFO lanes: jobs with the same key run one at a time in submission order; different keys run in
+parallel. This is how the events of one call are handled in arrival order while calls never wait for each
+other.
+
+A job runs in two phases: ``job()`` returns ``(result, then)``; the submitter gets ``result`` as soon as it is
+known (the callback is answered), while ``then`` (executing the committed commands) still runs in the lane
+before the next job of the same key starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import structlog
+
+T = TypeVar("T")
+
+Then = Callable[[], Awaitable[None]]
+Job = Callable[[], Awaitable[tuple[T, Then | None]]]
+
+_log = structlog.get_logger("flowengine.server")
+
+
+@dataclass
+class _Lane(Generic[T]):
+    jobs: deque[tuple[Job[T], asyncio.Future[T]]] = field(default_factory=deque)
+    worker: asyncio.Task[None] | None = None
+
+
+class Lanes(Generic[T]):
+    """A set of FIFO lanes keyed by strings. Idle lanes cost nothing: a lane exists while it has work."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[str, _Lane[T]] = {}
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._lanes)
+
+    def submit(self, key: str, job: Job[T]) -> asyncio.Future[T]:
+        """Queue ``job`` behind the jobs already queued for ``key``; the future gets its result (or error)."""
+        if self._closed:
+            raise RuntimeError("lanes are closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        lane.jobs.append((job, future))
+        if lane.worker is None:
+            lane.worker = asyncio.create_task(self._run(key, lane), name=f"lane:{key}")
+        return future
+
+    async def _run(self, key: str, lane: _Lane[T]) -> None:
+        try:
+            while lane.jobs:
+                job, future = lane.jobs.popleft()
+                try:
+                    result, then = await job()
+                except asyncio.CancelledError:
+                    if not future.done():
+                        future.cancel()
+                    raise
+                except Exception as exc:
+                    if not future.done():
+                        future.set_exception(exc)
+                    continue
+                if not future.done():
+                    future.set_result(result)
+                if then is not None:
+                    try:
+                        await then()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        _log.exception("lane.job_failed", lane=key)
+        finally:
+            lane.worker = None
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+            for _, future in lane.jobs:
+                if not future.done():
+                    future.cancel()
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop taking jobs and wait up to ``timeout`` seconds for queued ones; True if all finished."""
+        self._closed = True
+        workers = [lane.worker for lane in self._lanes.values() if lane.worker is not None]
+        if not workers:
+            return True
+        _, pending = await asyncio.wait(workers, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return not pending
