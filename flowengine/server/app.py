@@ -151,8 +151,9 @@ def create_app(
                 await the_store.close()
 
     app.cleanup_ctx.append(resources)
-    app.router.add_route("POST", "/callbacks/{kind:voice|messaging}", _callback)
-    app.router.add_route("GET", "/callbacks/{kind:voice|messaging}", _callback)
+    for kind in ("voice", "messaging"):
+        app.router.add_route("POST", f"/callbacks/{kind}", _callback)
+        app.router.add_route("GET", f"/callbacks/{kind}", _callback)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
