@@ -99,6 +99,13 @@ def _handler(route: Route) -> AiohttpHandler:
                 raise
         except ApiProblem as problem:
             return _problem_response(sim, problem, request)
+        except Exception:
+            # A bug in the simulator must not look like a dropped connection to the client.
+            log.exception("sim_handler_failed", method=request.method, path=request.path)
+            problem = ApiProblem(
+                500, "backend", "internal-server-error", "The simulator failed on this request"
+            )
+            return _problem_response(sim, problem, request)
         if entry is not None:
             entry.data["status"] = reply.status
         return _response(reply)
@@ -154,9 +161,8 @@ def _note_rest(sim: Simulator, request: web.Request, api_request: ApiRequest) ->
 
 def _response(reply: Reply) -> web.Response:
     if reply.raw is not None:
-        return web.Response(
-            status=reply.status, body=reply.raw, content_type=reply.content_type, headers=reply.headers
-        )
+        headers = {"Content-Type": reply.content_type or "application/octet-stream", **reply.headers}
+        return web.Response(status=reply.status, body=reply.raw, headers=headers)
     if reply.body is None:
         return web.Response(status=reply.status, headers=reply.headers)
     return json_response(reply.status, reply.body, reply.headers)
