@@ -92,20 +92,20 @@ def _handler(route: Route) -> AiohttpHandler:
             entry = _note_rest(sim, request, api_request)
             try:
                 reply = route.handler(sim, api_request)
-            except ApiProblem as problem:
+            except ApiProblem as refused:
                 if entry is not None:
-                    entry.data["status"] = problem.status
-                    entry.data["code"] = problem.code
+                    entry.data["status"] = refused.status
+                    entry.data["code"] = refused.code
                 raise
         except ApiProblem as problem:
             return _problem_response(sim, problem, request)
         except Exception:
             # A bug in the simulator must not look like a dropped connection to the client.
             log.exception("sim_handler_failed", method=request.method, path=request.path)
-            problem = ApiProblem(
+            failure = ApiProblem(
                 500, "backend", "internal-server-error", "The simulator failed on this request"
             )
-            return _problem_response(sim, problem, request)
+            return _problem_response(sim, failure, request)
         if entry is not None:
             entry.data["status"] = reply.status
         return _response(reply)
