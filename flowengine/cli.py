@@ -22,6 +22,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "flowengine.commands.validate",
         "check flow files against the schema and the language rules",
     ),
+    (
+        "serve",
+        "flowengine.commands.serve",
+        "run the flows of a directory (on the built-in simulator without credentials)",
+    ),
 )
 
 EXIT_OK = 0

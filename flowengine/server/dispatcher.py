@@ -54,6 +54,8 @@ from flowengine.typing import JSON, JSONObject, Seconds
 
 _log = structlog.get_logger("flowengine.server")
 
+_LANE_CACHE_LIMIT = 200_000
+
 Status = Literal[
     "handled",
     "started",
@@ -202,6 +204,10 @@ class Dispatcher:
         self._timer_interval = timer_interval
         self._http_max_bytes = http_max_bytes
         self._lanes: Lanes[Outcome] = Lanes()
+        # route key -> session id, learnt from commits and lookups, so that every event of a session (tagged
+        # or not, of any leg) queues in the same lane: ``session:<id>``. Bounded; a miss only costs order
+        # within this instance until the next commit (the store lock still serialises).
+        self._lane_of: dict[str, str] = {}
         self._timer_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------------------------ callbacks
@@ -217,7 +223,8 @@ class Dispatcher:
             return Outcome("unknown-event", f"event type {routed.event_type!r} is not handled")
         dedup = "cb:" + hashlib.sha256(orjson.dumps(dict(data), option=orjson.OPT_SORT_KEYS)).hexdigest()
         key = routed.route_key
-        future = self._lanes.submit(key, lambda: self._handle_callback(routed, key, dedup))
+        lane = self._lane_of.get(key, key)
+        future = self._lanes.submit(lane, lambda: self._handle_callback(routed, key, dedup))
         try:
             return await asyncio.shield(future)
         except (StoreError, LockTimeoutError) as exc:
@@ -230,6 +237,8 @@ class Dispatcher:
     ) -> tuple[Outcome, Then | None]:
         now = self._clock()
         session_id = await self.store.lookup(route_key)
+        if session_id is not None:
+            self._learn((route_key,), session_id)
         if session_id is None:
             step = self.runtime.start(routed, now)
             if step is None:
@@ -360,6 +369,7 @@ class Dispatcher:
             ended=step.ended,
         )
         self.metrics.events.labels(type=event_type).inc()
+        self._learn(step.routes, step.session_id)
         log = _log.bind(session_id=step.session_id, flow=step.flow, state=step.state, event=event_type)
         for level, message in step.logs:
             getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
@@ -369,6 +379,13 @@ class Dispatcher:
             self.metrics.active_sessions.dec()
             log.info("session.ended")
         return entries
+
+    def _learn(self, routes: Sequence[str], session_id: str) -> None:
+        lane = f"session:{session_id}"
+        if len(self._lane_of) > _LANE_CACHE_LIMIT:
+            self._lane_of.clear()
+        for route in routes:
+            self._lane_of[route] = lane
 
     def _then(self, lock: Lock, step: Step, entries: list[OutboxEntry]) -> Then:
         async def execute() -> None:
