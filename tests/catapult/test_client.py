@@ -546,3 +546,56 @@ class TestHelpers:
         assert location_id("/v1/users/u/bridges/brg-1") == "brg-1"
         assert redact_url("https://user:pw@host:8080/cb?x=1") == "https://host:8080/cb?x=1"
         assert redact_url("https://host/cb") == "https://host/cb"
+
+
+class TestExecute:
+    async def test_execute_sends_a_runtime_request_under_this_user(
+        self, fake: FakeAPI, make_client: MakeClient
+    ) -> None:
+        fake.answer(created("calls/c-1/gather/g-9"))
+        response = await make_client().execute(
+            "POST", f"/v1/users/{USER}/calls/c-1/gather", {"maxDigits": 1}, operation="createGather"
+        )
+        assert response.location_id == "g-9"
+        assert fake.seen[0].path == f"/v1/users/{USER}/calls/c-1/gather"
+
+    @pytest.mark.parametrize(
+        "path", ["/v1/users/u-other/calls", "/users/u-other/calls", "calls", "/calls/../../admin"]
+    )
+    async def test_execute_refuses_paths_outside_this_user(self, make_client: MakeClient, path: str) -> None:
+        with pytest.raises(ValueError, match=r"does not belong|is not an API path"):
+            await make_client().execute("GET", path)
+
+    async def test_execute_retries_a_5xx_only_when_repeating_is_safe(
+        self, fake: FakeAPI, make_client: MakeClient
+    ) -> None:
+        fake.answer(Reply(502), Reply(200))
+        await make_client().execute("POST", "/calls/c-1", {"state": "completed"})
+        assert len(fake.seen) == 2
+        fake.seen.clear()
+        fake.answer(Reply(502), Reply(200))
+        with pytest.raises(CatapultAPIError):
+            await make_client().execute("POST", "/calls/c-1/audio", {"sentence": "hi"})
+        assert len(fake.seen) == 1
+
+    @pytest.mark.parametrize(
+        ("method", "path", "body", "safe"),
+        [
+            ("GET", "/calls/c-1", None, True),
+            ("DELETE", "/media/a.wav", None, True),
+            ("PUT", "/media/a.wav", None, True),
+            ("POST", "/calls/c-1", {"state": "completed"}, True),
+            ("POST", "/calls/c-1", {"state": "transferring", "transferTo": "+1"}, False),
+            ("POST", "/calls/c-1/gather/g-1", {"state": "completed"}, True),
+            ("POST", "/conferences/cf-1/members/m-1", {"mute": True}, True),
+            ("POST", "/calls", {"to": "+1"}, False),
+            ("POST", "/calls/c-1/gather", {}, False),
+            ("POST", "/calls/c-1/audio", {}, False),
+            ("POST", "/calls/c-1/dtmf", {}, False),
+            ("POST", "/messages", {}, False),
+        ],
+    )
+    def test_which_requests_are_safe_to_repeat(self, method: str, path: str, body: Any, safe: bool) -> None:
+        from flowengine.catapult.client import is_safe_to_repeat
+
+        assert is_safe_to_repeat(method, path, body) is safe
