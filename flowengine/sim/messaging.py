@@ -49,7 +49,7 @@ class Messaging:
         if message.delivery_state is not None:
             event["deliveryState"] = message.delivery_state
         if message.delivery_code is not None:
-            event["deliveryCode"] = message.delivery_code
+            event["deliveryCode"] = str(message.delivery_code)
         if message.delivery_description is not None:
             event["deliveryDescription"] = message.delivery_description
         if message.tag is not None:

@@ -108,6 +108,7 @@ class Simulator:
             start_time=self.clock.now(),
             target=application.call_target(),
             application_id=application.id,
+            diversion=_diversion(diversion) if diversion is not None else None,
         )
         self.voice.place_inbound(call, application.auto_answer, application.id)
         return call
@@ -194,6 +195,52 @@ class Simulator:
         media = Media(name, content, content_type)
         self.world.media[name] = media
         return media
+
+
+DIVERSION_REASONS = (
+    "unknown",
+    "user-busy",
+    "no-answer",
+    "unavailable",
+    "unconditional",
+    "time-of-day",
+    "do-not-disturb",
+    "deflection",
+    "follow-me",
+    "out-of-service",
+    "away",
+)
+
+
+def _diversion(given: JSONObject) -> JSONObject:
+    """Check a diversion header given to ``place_call`` and fill the reference's defaults."""
+    diversion: JSONObject = {"reason": "unknown", "screen": "no", "privacy": "off", "counter": 1, "limit": 10}
+    diversion.update(given)
+    if not isinstance(diversion.get("origTo"), str):
+        raise ApiProblem(400, "bad-request", "validation-error", "diversion.origTo must be a phone number")
+    if diversion["reason"] not in DIVERSION_REASONS:
+        allowed = ", ".join(DIVERSION_REASONS)
+        raise ApiProblem(
+            400,
+            "bad-request",
+            "validation-error",
+            f"diversion.reason must be one of {allowed}, not {diversion['reason']!r}",
+        )
+    if diversion["screen"] not in ("no", "yes") or diversion["privacy"] not in ("off", "full"):
+        raise ApiProblem(
+            400,
+            "bad-request",
+            "validation-error",
+            "diversion.screen is no/yes and diversion.privacy off/full",
+        )
+    for name in ("counter", "limit"):
+        if not isinstance(diversion[name], int) or isinstance(diversion[name], bool):
+            raise ApiProblem(
+                400, "bad-request", "validation-error", f"diversion.{name} must be a whole number"
+            )
+    if diversion["privacy"] == "full":
+        diversion["origTo"] = "Anonymous"
+    return diversion
 
 
 def make_clock(kind: Literal["real", "virtual"], start: Seconds | None = None) -> Clock:

@@ -129,7 +129,7 @@ class Call:
     timers: list[Timer] = field(default_factory=list)
     peer_id: str | None = None
     transfer_of: str | None = None
-    hangup_after: Seconds | None = None
+    diversion: JSONObject | None = None
 
     @property
     def ended(self) -> bool:
@@ -406,7 +406,7 @@ class Message:
                 "time": iso8601(self.time),
                 "receiptRequested": self.receipt_requested,
                 "deliveryState": self.delivery_state,
-                "deliveryCode": self.delivery_code,
+                "deliveryCode": None if self.delivery_code is None else str(self.delivery_code),
                 "deliveryDescription": self.delivery_description,
                 "segmentCount": self.segment_count,
                 "callbackUrl": self.target.url,

@@ -62,8 +62,16 @@ class Voice:
         """Run ``action`` after ``delay`` unless the call ends first."""
         call.timers.append(self.sim.clock.call_later(delay, action))
 
-    def emit(self, call: Call, event_type: str, tag: str | None = None, **fields: JSON) -> None:
+    def emit(
+        self,
+        call: Call,
+        event_type: str,
+        tag: str | None = None,
+        extra: JSONObject | None = None,
+        **fields: JSON,
+    ) -> None:
         """Send a call event to the call's callback target, behind the call's earlier events."""
+        fields.update(extra or {})
         event: JSONObject = {
             "eventType": event_type,
             "callId": call.id,
@@ -141,12 +149,15 @@ class Voice:
         self.world.calls[call.id] = call
         self._log_event(call, "create", {})
         self.note(call, "call", f"{call.from_} calls {call.to}")
-        self.emit(
-            call,
-            "incomingcall",
-            tag=None,
-            **{"from": call.from_, "to": call.to, "callState": "active", "applicationId": application_id},
-        )
+        fields: JSONObject = {
+            "from": call.from_,
+            "to": call.to,
+            "callState": "active",
+            "applicationId": application_id,
+        }
+        if call.diversion is not None:
+            fields["diversion"] = call.diversion
+        self.emit(call, "incomingcall", tag=None, extra=fields)
         if auto_answer:
             self.answer(call)
 
@@ -157,7 +168,10 @@ class Voice:
         call.state = "active"
         call.active_time = self.now()
         self.note(call, "call", "answered")
-        self.emit(call, "answer", **{"from": call.from_, "to": call.to, "callState": "active"})
+        fields: JSONObject = {"from": call.from_, "to": call.to, "callState": "active"}
+        if call.diversion is not None:
+            fields["diversion"] = call.diversion
+        self.emit(call, "answer", extra=fields)
         if call.recording_enabled:
             self.start_recording(call)
         if call.bridge_id is not None and call.bridge_id in self.world.bridges:
@@ -172,7 +186,7 @@ class Voice:
         """Nobody answered within ``callTimeout``: ``timeout``, then ``hangup`` with NO_ANSWER."""
         if call.ended or call.state == "active":
             return
-        self.emit(call, "timeout", **{"from": call.from_, "to": call.to})
+        self.emit(call, "timeout", extra={"from": call.from_, "to": call.to})
         self.end(call, "NO_ANSWER")
 
     def reject(self, call: Call) -> None:
@@ -195,7 +209,7 @@ class Voice:
         call.end_time = self.now()
         call.cause = cause
         self.note(call, "call", f"hung up ({cause})")
-        self.emit(call, "hangup", **{"from": call.from_, "to": call.to, "cause": cause})
+        self.emit(call, "hangup", extra={"from": call.from_, "to": call.to, "cause": cause})
         if call.bridge_id is not None and call.bridge_id in self.world.bridges:
             bridge = self.world.bridges[call.bridge_id]
             if call.id in bridge.call_ids:

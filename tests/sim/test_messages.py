@@ -55,7 +55,7 @@ class TestSending:
             ("sent", "delivered"),
         ]
         assert (events[1]["deliveryCode"], events[1]["deliveryDescription"]) == (
-            0,
+            "0",
             "Message Delivered to Carrier",
         )
 
@@ -80,7 +80,7 @@ class TestSending:
         assert [(e["state"], e.get("deliveryState")) for e in events] == expected
         if receipt == "error":
             assert (events[1]["deliveryCode"], events[1]["deliveryDescription"]) == (
-                775,
+                "775",
                 "Rejected due to user opt out",
             )
 
@@ -90,7 +90,7 @@ class TestSending:
         message_id = await send(harness)
         await harness.advance(1)
         [event] = harness.receiver.events("/sms")
-        assert (event["state"], event["deliveryCode"]) == ("error", 720)
+        assert (event["state"], event["deliveryCode"]) == ("error", "720")
         assert (await harness.ok("GET", f"/messages/{message_id}"))["state"] == "error"
 
     async def test_long_text_is_split_into_segments_and_media_makes_an_mms(self, harness: Harness) -> None:
