@@ -27,6 +27,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "flowengine.commands.serve",
         "run the flows of a directory (on the built-in simulator without credentials)",
     ),
+    ("test", "flowengine.commands.test", "run scenario files against their flows on the simulator"),
 )
 
 EXIT_OK = 0

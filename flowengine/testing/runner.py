@@ -24,6 +24,7 @@ from flowengine.flow.model import Flow
 from flowengine.server.dispatcher import RuntimeAdapter
 from flowengine.sim.problems import ApiProblem
 from flowengine.testing import scenario as sc
+from flowengine.testing.coverage import legs_of
 from flowengine.testing.harness import Harness, Observation, ObservationKind, Visit
 from flowengine.typing import Seconds
 
@@ -82,6 +83,8 @@ class ScenarioResult:
     steps_run: int = 0
     transcript: list[str] = field(default_factory=list)
     visits: list[Visit] = field(default_factory=list)
+    legs: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per session, its legs (role -> call id) as its last snapshot recorded them."""
     flow: Flow | None = None
     wall_seconds: Seconds = 0.0
     virtual_seconds: Seconds = 0.0
@@ -157,6 +160,7 @@ class ScenarioRun:
         finally:
             result.transcript = self.transcript()
             result.visits = list(harness.visits)
+            result.legs = {sid: legs_of(s.snapshot) for sid, s in harness.sessions.items()}
             result.virtual_seconds = harness.clock.now() - start_time
             await harness.close()
             result.wall_seconds = time.perf_counter() - started
