@@ -1,0 +1,504 @@
+"""Read flow YAML into plain data plus a source map, refusing the YAML features that make files lie.
+
+pyyaml composes the file into nodes (with libyaml's C parser when present); we then build the data
+ourselves so we can record where every key and value was written, reject duplicate keys, budget alias
+expansion, and read scalars the YAML 1.2 way: ``on``/``yes``/``no``/``off`` are strings, ``true``/``false``
+are booleans, and mapping keys are always strings (``1:`` and ``"1":`` are the same DTMF key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flowengine.errors import Diagnostic, FlowSyntaxError
+from flowengine.flow import model
+from flowengine.typing import JSON
+
+try:  # libyaml is ~7x faster; the pure-Python loader gives the same nodes and marks
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - depends on how pyyaml was built
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+MAX_FILE_BYTES = 1024 * 1024
+"""Flow files above this size are refused before parsing."""
+
+MAX_ALIAS_EXPANSION = 10_000
+"""At most this many nodes may be produced by expanding aliases (a billion-laughs file fails fast)."""
+
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and sequences accepted."""
+
+# Above this many opening brackets a file could nest deeply enough to exhaust the C parser's stack, so we
+# check its depth on the event stream first (block nesting is bounded by indentation and the size limit).
+_BRACKET_CHECK = 4000
+
+JsonPath = tuple[str | int, ...]
+"""Where a value sits in a document: keys and list indexes from the root."""
+
+Mark = tuple[str, int, int]
+"""A source position: display path, 1-based line, 1-based column."""
+
+_TAG = "tag:yaml.org,2002:"
+_IMPLICIT_TAGS = frozenset(
+    _TAG + name for name in ("str", "int", "float", "bool", "null", "timestamp", "merge", "value")
+)
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_TRUE = frozenset({"true", "True", "TRUE"})
+_FALSE = frozenset({"false", "False", "FALSE"})
+_INT = re.compile(r"[-+]?[0-9]+\Z")
+_OCT = re.compile(r"0o[0-7]+\Z")
+_HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
+_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z")
+_INF = re.compile(r"[-+]?\.(?:inf|Inf|INF)\Z")
+_NAN = re.compile(r"\.(?:nan|NaN|NAN)\Z")
+_NUMBER_START = frozenset("0123456789+-.")
+
+
+@dataclass(slots=True)
+class LoadedFile:
+    """One YAML file read into data, with the position of every value and every mapping key."""
+
+    path: str
+    data: dict[str, JSON]
+    values: dict[JsonPath, Mark]
+    keys: dict[JsonPath, Mark]
+    digest: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    """Problems that did not stop the reading (a duplicate key keeps its first value, for instance)."""
+
+    def value_mark(self, path: JsonPath) -> Mark:
+        """Position of the value at ``path``, or of its closest ancestor that has one."""
+        return _closest(self.values, path, (self.path, 1, 1))
+
+    def key_mark(self, path: JsonPath) -> Mark:
+        """Position of the key naming ``path`` (falls back to its value's position)."""
+        mark = self.keys.get(path)
+        return mark if mark is not None else self.value_mark(path)
+
+
+@dataclass(slots=True)
+class LoadedDocument:
+    """A flow file with its included files merged in, ready for ``validate_flow`` and ``build_flow``.
+
+    ``data`` is the merged flow (states, ``on`` handlers and ``vars`` of included files added to the root's);
+    ``diagnostics`` holds problems found while including (missing files, names defined twice).
+    """
+
+    path: str
+    root: LoadedFile
+    included: list[LoadedFile] = field(default_factory=list)
+    data: dict[str, JSON] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    owners: dict[tuple[str, str], LoadedFile] = field(default_factory=dict)
+    validation: list[Diagnostic] | None = None
+    """What ``validate_flow`` found (None until it ran)."""
+    flow: model.Flow | None = None
+    """The flow ``validate_flow`` built: complete when the document passed the schema, else partial."""
+    partial: bool = False
+    """Whether ``flow`` was built from data that failed the schema (some parts left out)."""
+
+    @property
+    def is_fragment(self) -> bool:
+        """A file without ``flow:`` that only offers states (and handlers, vars) to include."""
+        return is_fragment_data(self.root.data)
+
+    @property
+    def files(self) -> list[LoadedFile]:
+        return [self.root, *self.included]
+
+    @property
+    def digest(self) -> str:
+        """Hash of the content of the root file and every file it includes."""
+        if not self.included:
+            return self.root.digest
+        joined = "".join(f.digest for f in self.files)
+        return hashlib.sha256(joined.encode()).hexdigest()
+
+    def file_for(self, path: JsonPath) -> LoadedFile:
+        """The file that wrote the element at ``path`` of the merged data."""
+        if len(path) >= 2 and isinstance(path[0], str) and isinstance(path[1], str):
+            owner = self.owners.get((path[0], path[1]))
+            if owner is not None:
+                return owner
+        return self.root
+
+    def value_mark(self, path: JsonPath) -> Mark:
+        return self.file_for(path).value_mark(path)
+
+    def key_mark(self, path: JsonPath) -> Mark:
+        return self.file_for(path).key_mark(path)
+
+
+_FLOW_ONLY_KEYS = frozenset({"flow", "kind", "initial", "numbers", "defaults", "version"})
+
+
+def is_fragment_data(data: Mapping[str, Any]) -> bool:
+    """Whether top-level ``data`` is an include fragment rather than a flow (it names none of a flow's keys)."""
+    return not any(key in data for key in _FLOW_ONLY_KEYS)
+
+
+def _closest(table: dict[JsonPath, Mark], path: JsonPath, default: Mark) -> Mark:
+    while True:
+        mark = table.get(path)
+        if mark is not None:
+            return mark
+        if not path:
+            return default
+        path = path[:-1]
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+
+def read_yaml(path: str | os.PathLike[str], display: str | None = None) -> LoadedFile:
+    """Read one YAML file whose document is a mapping.
+
+    Duplicate keys (the first value is kept), unsupported tags, merge keys, alias cycles and too deep
+    nesting do not stop the reading: they are in the file's ``diagnostics``, so one run reports them with
+    every other problem of the file.
+
+    Raises:
+        FlowSyntaxError: unreadable, too large, not UTF-8, not YAML, several documents, not a mapping, or
+            too many alias expansions.
+    """
+    shown = display if display is not None else str(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise FlowSyntaxError([_diag(shown, 1, 1, f"cannot read file: {reason}", "io")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        message = f"file is larger than {MAX_FILE_BYTES // 1024} KiB; flow files this large are refused"
+        raise FlowSyntaxError([_diag(shown, 1, 1, message, "too-large")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise FlowSyntaxError([_diag(shown, line, column, "file is not valid UTF-8", "encoding")]) from None
+    return parse_yaml(text, shown, hashlib.sha256(raw).hexdigest())
+
+
+def parse_yaml(text: str, path: str, digest: str | None = None) -> LoadedFile:
+    """Parse YAML ``text`` (shown as ``path`` in messages); see ``read_yaml`` for what is refused."""
+    if digest is None:
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if text.count("[") + text.count("{") > _BRACKET_CHECK:
+        _check_depth(text, path)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        raise FlowSyntaxError([_yaml_error(exc, path)]) from None
+    except yaml.YAMLError as exc:
+        raise FlowSyntaxError([_diag(path, 1, 1, f"not valid YAML: {exc}", "yaml")]) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise FlowSyntaxError(
+            [_diag(path, 1, 1, "the file is empty; a flow is a YAML mapping", "not-mapping")]
+        )
+    if not isinstance(node, yaml.MappingNode):
+        line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        kind = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
+        message = f"the document is {kind}; a flow file must be a mapping of keys (flow:, states:, ...)"
+        raise FlowSyntaxError([_diag(path, line, column, message, "not-mapping")])
+    builder = _Builder(path)
+    data = builder.mapping(node, ())
+    return LoadedFile(
+        path=path,
+        data=data,
+        values=builder.values,
+        keys=builder.keys,
+        digest=digest,
+        diagnostics=builder.problems,
+    )
+
+
+def _check_depth(text: str, path: str) -> None:
+    loader = _Loader(text)
+    depth = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+                    message = f"nesting deeper than {MAX_DEPTH} levels is refused"
+                    raise FlowSyntaxError([_diag(path, line, column, message, "too-deep")])
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        raise FlowSyntaxError([_yaml_error(exc, path)]) from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError, path: str) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    problem = exc.problem or "not valid YAML"
+    if problem.startswith("expected a single document"):
+        message = "the file holds several YAML documents ('---'); a flow file holds exactly one"
+        return _diag(path, line, column, message, "multiple-documents")
+    context = f" {exc.context}" if exc.context else ""
+    message = f"YAML syntax error: {problem}{context}"
+    return _diag(path, line, column, message, "yaml")
+
+
+def _diag(path: str, line: int, column: int, message: str, code: str) -> Diagnostic:
+    return Diagnostic(path, line, column, "error", message, code)
+
+
+class _Builder:
+    """Turns composed nodes into JSON-like data, recording positions and collecting problems."""
+
+    __slots__ = ("active", "alias_depth", "expanded", "keys", "path", "problems", "seen", "values")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.values: dict[JsonPath, Mark] = {}
+        self.keys: dict[JsonPath, Mark] = {}
+        self.problems: list[Diagnostic] = []
+        self.seen: set[int] = set()
+        self.active: set[int] = set()
+        self.expanded = 0
+        self.alias_depth = 0
+
+    def _mark(self, node: yaml.Node) -> Mark:
+        start = node.start_mark
+        return (self.path, start.line + 1, start.column + 1)
+
+    def _problem(self, node: yaml.Node, message: str, code: str) -> None:
+        start = node.start_mark
+        self.problems.append(_diag(self.path, start.line + 1, start.column + 1, message, code))
+
+    def value(self, node: yaml.Node, where: JsonPath) -> JSON:
+        ident = id(node)
+        if ident in self.active:
+            self._problem(node, "an alias refers to the collection that contains it (a cycle)", "alias-cycle")
+            return None
+        is_alias = not isinstance(node, yaml.ScalarNode) and ident in self.seen
+        if is_alias:
+            self.alias_depth += 1
+        try:
+            if self.alias_depth:
+                self.expanded += 1
+                if self.expanded > MAX_ALIAS_EXPANSION:
+                    message = f"aliases expand to more than {MAX_ALIAS_EXPANSION} values; refusing the file"
+                    raise FlowSyntaxError([*self.problems, _diag(*self._mark(node), message, "alias-budget")])
+            self.values[where] = self._mark(node)
+            if isinstance(node, yaml.ScalarNode):
+                return self._scalar(node)
+            if len(where) > MAX_DEPTH:
+                self._problem(node, f"nesting deeper than {MAX_DEPTH} levels is refused", "too-deep")
+                return None
+            self.seen.add(ident)
+            self.active.add(ident)
+            try:
+                if isinstance(node, yaml.MappingNode):
+                    return self.mapping(node, where)
+                if isinstance(node, yaml.SequenceNode):
+                    return self._sequence(node, where)
+            finally:
+                self.active.discard(ident)
+            return None  # pragma: no cover - composed nodes are always one of the three kinds
+        finally:
+            if is_alias:
+                self.alias_depth -= 1
+
+    def mapping(self, node: yaml.MappingNode, where: JsonPath) -> dict[str, JSON]:
+        self.values[where] = self._mark(node)
+        if node.tag != _TAG + "map":
+            self._problem(node, f"YAML tag {node.tag!r} is not supported; write a plain mapping", "tag")
+        result: dict[str, JSON] = {}
+        first: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._problem(key_node, "a mapping key must be a plain string, not a list or mapping", "key")
+                continue
+            key = key_node.value
+            if key_node.tag == _TAG + "merge" and not key_node.style:
+                message = (
+                    "YAML merge keys ('<<') are not supported; repeat the keys or use an alias per value"
+                )
+                self._problem(key_node, message, "merge-key")
+                continue
+            if key in first:
+                earlier = first[key].start_mark
+                message = f"duplicate key {key!r} (first defined at line {earlier.line + 1}, column {earlier.column + 1})"
+                self._problem(key_node, message, "duplicate-key")
+                continue
+            first[key] = key_node
+            child = (*where, key)
+            self.keys[child] = self._mark(key_node)
+            result[key] = self.value(value_node, child)
+        return result
+
+    def _sequence(self, node: yaml.SequenceNode, where: JsonPath) -> list[JSON]:
+        if node.tag != _TAG + "seq":
+            self._problem(node, f"YAML tag {node.tag!r} is not supported; write a plain list", "tag")
+        return [self.value(item, (*where, index)) for index, item in enumerate(node.value)]
+
+    def _scalar(self, node: yaml.ScalarNode) -> JSON:
+        text: str = node.value
+        if (
+            node.style
+        ):  # quoted or block scalar (plain is None, or '' from libyaml): a string, whatever it looks like
+            if node.tag != _TAG + "str":
+                self._problem(node, f"YAML tag {node.tag!r} is not supported", "tag")
+            return text
+        if node.tag not in _IMPLICIT_TAGS:
+            self._problem(node, f"YAML tag {node.tag!r} is not supported", "tag")
+            return text
+        return resolve_plain(text)
+
+
+def resolve_plain(text: str) -> JSON:
+    """The value of a plain (unquoted) scalar under YAML 1.2's core schema."""
+    if text in _NULLS:
+        return None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    if text[0] not in _NUMBER_START:
+        return text
+    if _INT.match(text):
+        return int(text)
+    if _OCT.match(text):
+        return int(text[2:], 8)
+    if _HEX.match(text):
+        return int(text[2:], 16)
+    if _FLOAT.match(text) and text not in {".", "+.", "-."}:
+        return float(text)
+    if _INF.match(text):
+        return -math.inf if text.startswith("-") else math.inf
+    if _NAN.match(text):
+        return math.nan
+    return text
+
+
+# ------------------------------------------------------------------------------------------ includes
+
+
+def load_flow(path: str | os.PathLike[str]) -> LoadedDocument:
+    """Read a flow (or include fragment) file and every file it includes, merged into one document.
+
+    Args:
+        path: the file; messages show it as given.
+
+    Returns:
+        The merged document. Problems found in included files (unreadable, bad YAML, a state or handler
+        defined twice) are in ``diagnostics``; ``validate_flow`` reports them with its own.
+
+    Raises:
+        FlowSyntaxError: the file itself cannot be read as a YAML mapping.
+    """
+    root = read_yaml(path, os.fspath(path))
+    document = LoadedDocument(
+        path=root.path, root=root, data=dict(root.data), diagnostics=list(root.diagnostics)
+    )
+    for section in _MERGED:
+        value = root.data.get(section)
+        if isinstance(value, dict):
+            document.data[section] = dict(value)
+            for name in value:
+                document.owners[(section, name)] = root
+    env = root.data.get("env")
+    if isinstance(env, list):
+        document.data["env"] = list(env)
+    visited = {os.path.realpath(path)}
+    _include(document, root, visited)
+    return document
+
+
+_MERGED = ("states", "on", "vars")
+
+
+def _include(document: LoadedDocument, parent: LoadedFile, visited: set[str]) -> None:
+    includes = parent.data.get("include")
+    if not isinstance(includes, list):
+        return
+    base = os.path.dirname(parent.path)
+    for index, entry in enumerate(includes):
+        if not isinstance(entry, str) or not entry:
+            continue  # the schema reports it
+        shown = os.path.normpath(os.path.join(base, entry))
+        real = os.path.realpath(shown)
+        if real in visited:
+            continue  # included already (diamond or cycle): its names are in once
+        visited.add(real)
+        file, line, column = parent.value_mark(("include", index))
+        if not Path(shown).is_file():
+            message = f"included file {entry!r} does not exist (looked for {shown!r})"
+            document.diagnostics.append(Diagnostic(file, line, column, "error", message, "include"))
+            continue
+        try:
+            loaded = read_yaml(shown, shown)
+        except FlowSyntaxError as exc:
+            document.diagnostics.extend(exc.diagnostics)
+            continue
+        if not is_fragment_data(loaded.data):
+            message = (
+                f"included file {entry!r} is a flow; only fragments (states, on, vars, env) can be included"
+            )
+            document.diagnostics.append(Diagnostic(file, line, column, "error", message, "include"))
+            continue
+        document.included.append(loaded)
+        document.diagnostics.extend(loaded.diagnostics)
+        _merge(document, loaded)
+        _include(document, loaded, visited)
+
+
+def _merge(document: LoadedDocument, loaded: LoadedFile) -> None:
+    for section in _MERGED:
+        value = loaded.data.get(section)
+        if not isinstance(value, dict):
+            continue
+        target = document.data.setdefault(section, {})
+        if not isinstance(target, dict):
+            continue  # the root's section has the wrong type; the schema reports it
+        for name, item in value.items():
+            owner = document.owners.get((section, name))
+            if owner is not None:
+                document.diagnostics.extend(_defined_twice(section, name, owner, loaded))
+                continue
+            target[name] = item
+            document.owners[(section, name)] = loaded
+    env = loaded.data.get("env")
+    if isinstance(env, list):
+        merged = document.data.setdefault("env", [])
+        if isinstance(merged, list):
+            merged.extend(name for name in env if name not in merged)
+
+
+_WHAT = {"states": "state", "on": "flow-wide handler", "vars": "variable"}
+
+
+def _defined_twice(section: str, name: str, first: LoadedFile, second: LoadedFile) -> Iterator[Diagnostic]:
+    what = _WHAT[section]
+    one = first.key_mark((section, name))
+    two = second.key_mark((section, name))
+    yield Diagnostic(
+        *one, "error", f"{what} {name!r} is defined twice: here and at {_at(two)}", "defined-twice"
+    )
+    yield Diagnostic(
+        *two, "error", f"{what} {name!r} is defined twice: here and at {_at(one)}", "defined-twice"
+    )
+
+
+def _at(mark: Mark) -> str:
+    return f"{mark[0]}:{mark[1]}:{mark[2]}"
