@@ -10,6 +10,7 @@
     ├── TemplateError                  a template or `when` expression failed to render or was refused
     │   └── TemplateSyntaxError        it does not parse or breaks a sandbox rule (with its 1-based line)
     ├── CatapultError                  talking to the Bandwidth v1 API failed
+    │   ├── CallbackParseError         a callback event is malformed (names the field)
     │   ├── CatapultConnectionError    no HTTP answer (refused, reset, timed out)
     │   └── CatapultAPIError           an HTTP error answer, with status, category, code, method and url
     │       └── CatapultRateLimitError 429 or 403 *-rate-limit, with the time to wait when known
@@ -99,6 +100,14 @@ class TemplateSyntaxError(TemplateError):
 
 class CatapultError(FlowEngineError):
     """A request to the Bandwidth v1 API failed."""
+
+
+class CallbackParseError(CatapultError):
+    """A callback event is malformed: ``field`` names the field at fault (empty for the body itself)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class CatapultConnectionError(CatapultError):

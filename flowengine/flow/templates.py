@@ -41,6 +41,10 @@ MAX_LOOP_DEPTH: Final = 2
 MAX_POWER_BITS: Final = 4_096
 """The largest integer (in bits) that ``**`` may produce."""
 
+CONTEXT_NAMES: Final = frozenset({"vars", "call", "event", "legs", "env", "error", "session"})
+"""Names the runtime always puts in a template's context; the flow's variables are also top-level names
+(``{{ company }}`` is ``{{ vars.company }}``), and these names win over a variable of the same name."""
+
 _TEMPLATE_NAME: Final = "<template>"
 _MARKERS: Final = ("{{", "{%", "{#")
 
