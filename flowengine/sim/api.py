@@ -88,7 +88,10 @@ def _handler(route: Route) -> AiohttpHandler:
             if fail:
                 raise injected_error()
             if sim.rate_limits:
-                sim.limiter.check(request.method, route.family, _from_of(api_request.body), sim.clock.now())
+                creates = request.method == "POST" and route.path in ("/calls", "/messages")
+                sim.limiter.check(
+                    request.method, route.family, creates, _from_of(api_request.body), sim.clock.now()
+                )
             entry = _note_rest(sim, request, api_request)
             try:
                 reply = route.handler(sim, api_request)
@@ -113,13 +116,9 @@ def _handler(route: Route) -> AiohttpHandler:
     return handle
 
 
-def _from_of(body: JSON) -> str | None:
-    if isinstance(body, dict):
-        value = body.get("from")
-        return value if isinstance(value, str) else ""
-    if isinstance(body, list):
-        return ""
-    return None
+def _from_of(body: JSON) -> str:
+    value = body.get("from") if isinstance(body, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 async def _read(request: web.Request) -> ApiRequest:

@@ -67,16 +67,17 @@ class RateLimiter:
         seen.append(now)
         return None
 
-    def check(self, method: str, family: str, from_number: str | None, now: Seconds) -> None:
+    def check(self, method: str, family: str, creates: bool, from_number: str, now: Seconds) -> None:
         """Raise the documented error if this request is over a limit.
 
         Args:
             method: the HTTP method.
             family: the first path segment after ``/users/{userId}`` (``calls``, ``messages``...).
-            from_number: the ``from`` of a call or message being created, for per-number limits.
+            creates: the request creates calls or sends messages (``POST /calls``, ``POST /messages``).
+            from_number: the ``from`` of the call or message, for per-number limits.
             now: the simulator's clock.
         """
-        if method == "POST" and family == "calls" and from_number is not None:
+        if creates and family == "calls":
             for key in ("calls:account", f"calls:{from_number}"):
                 if self._take(key, CALL_CREATE, now) is not None:
                     raise ApiProblem(
@@ -87,7 +88,7 @@ class RateLimiter:
                         "please slow down",
                     )
             return
-        if method == "POST" and family == "messages" and from_number is not None:
+        if creates and family == "messages":
             if self._take("messages:account", MESSAGE_SEND, now) is not None:
                 raise ApiProblem(
                     403,

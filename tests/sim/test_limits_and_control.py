@@ -145,3 +145,15 @@ class TestControlApi:
         with pytest.raises(ConfigError, match="virtual clock"):
             await sim.advance(1)
         await sim.close()
+
+
+async def test_call_updates_do_not_count_against_the_call_creation_limit(make_harness: HarnessFactory) -> None:
+    harness = await make_harness(rate_limits=True)
+    await harness.own()
+    call_id = await harness.inbound()
+    await harness.advance(1)
+    assert (await harness.rest("POST", f"/calls/{call_id}/audio", {"sentence": "Hi"}))[0] == 200
+    status, _, body = await harness.rest("POST", f"/calls/{call_id}/audio", {"sentence": "Hi"})
+    assert (status, body["code"]) == (429, "rate-limit-reached")
+    await harness.advance(1)
+    assert (await harness.rest("POST", "/calls", {"from": OURS, "to": AGENT}))[0] == 201
