@@ -265,7 +265,7 @@ class EchoRuntime:
             "flow": snapshot["flow"],
             "state": snapshot["state"],
             "variables": snapshot.get("vars", {}),
-            "steps": [{"event": s} for s in snapshot["seen"]],  # type: ignore[union-attr]
+            "steps": list(snapshot["seen"]),  # type: ignore[call-overload]
         }
 
 

@@ -62,7 +62,7 @@ class TestLifecycle:
         got = await h.client.get(f"/v1/executions/{execution_id}", headers=AUTH)
         view = await check(got, "/v1/executions/{id}", "GET")
         assert view["state"] == "dialing"
-        assert view["steps"] == [{"event": "result:dial:new-1:None"}]
+        assert view["steps"] == ["result:dial:new-1:None"]
 
         await h.post(incoming("c-1"))
         listed = await h.client.get("/v1/executions", params={"status": "active"}, headers=AUTH)

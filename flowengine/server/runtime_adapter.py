@@ -1,0 +1,217 @@
+"""The server's side of the runtime facade: turns ``flowengine.runtime.engine.Engine``'s typed events, sessions
+and commands into the plain data the dispatcher stores and executes (:class:`RuntimeAdapter`).
+
+* callbacks are parsed with ``flowengine.catapult.events.parse_callback``; their route key is
+  ``Engine.session_key``;
+* a session is stored as ``Session.to_json()`` and restored with ``Session.from_json``;
+* REST commands become ``{"kind": "rest", ...}`` outbox entries built from ``command.request(user_id)``; a
+  creation without a ``callbackUrl`` gets this server's callback URL (with the callback credentials), so the
+  events of every call, conference and message we create come back here;
+* ``HttpCall`` becomes a ``{"kind": "http", ...}`` entry; ``StartTimer``/``CancelTimer`` become the store's
+  timers; ``Log`` lines are logged by the dispatcher; ``EndSession`` ends the session;
+* outcomes return as ``CommandResult``/``HttpResult``/``TimerFired``/``Cancel`` events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Mapping
+from typing import cast
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from flowengine.catapult.events import CallbackEvent, UnknownEvent, parse_callback
+from flowengine.config import ServeConfig
+from flowengine.errors import CallbackParseError, CatapultError
+from flowengine.flow.model import Flow
+from flowengine.runtime import commands as cmd
+from flowengine.runtime.engine import Engine
+from flowengine.runtime.events import Cancel, CommandFailure, CommandResult, Event, TimerFired
+from flowengine.runtime.events import HttpResult as RuntimeHttpResult
+from flowengine.runtime.session import Session
+from flowengine.server.dispatcher import BadCallback, HttpResult, NoSuchFlow, Routed, Step
+from flowengine.typing import JSONObject, Seconds
+
+_CREATIONS_WITH_CALLBACKS = {
+    "createCall": "voice",
+    "transferCall": "voice",
+    "createConference": "voice",
+    "sendMessage": "messaging",
+}
+
+
+def callback_urls(public_url: str, auth: tuple[str, str] | None) -> dict[str, str]:
+    """This server's callback URLs by kind, with ``user:password@`` when callback auth is on."""
+    urls = {}
+    for kind in ("voice", "messaging"):
+        url = f"{public_url.rstrip('/')}/callbacks/{kind}"
+        if auth is not None:
+            parts = urlsplit(url)
+            user, password = (quote(part, safe="") for part in auth)
+            url = urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc}"))
+        urls[kind] = url
+    return urls
+
+
+class EngineAdapter:
+    """:class:`~flowengine.server.dispatcher.RuntimeAdapter` over the runtime's ``Engine``."""
+
+    def __init__(
+        self,
+        flows: Mapping[str, Flow],
+        config: ServeConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._user_id = config.user_id
+        public_url = config.public_url or f"http://{config.host}:{config.port}"
+        self._callbacks = callback_urls(public_url, config.callback_auth)
+        self._environ = dict(os.environ if environ is None else environ)
+        self._next_id: str | None = None
+        self._engine = Engine(
+            flows, callback_url=self._callbacks["voice"], env=self._environ, new_id=self._make_id
+        )
+        self._flows = dict(flows)
+
+    def _make_id(self) -> str:
+        """Session ids: derived from the first event's route key for inbound sessions (so that instances
+        receiving the same first callback at once contend for one session lock), random for executions."""
+        chosen, self._next_id = self._next_id, None
+        return chosen or "s-" + uuid.uuid4().hex
+
+    def replace_flows(self, flows: Mapping[str, Flow]) -> None:
+        self._engine.replace_flows(flows)
+        self._flows = dict(flows)
+
+    # ------------------------------------------------------------------------------------ protocol
+
+    def parse(self, data: Mapping[str, object]) -> Routed:
+        try:
+            event = parse_callback(data)
+        except CallbackParseError as exc:
+            raise BadCallback(str(exc)) from None
+        call_id = getattr(event, "call_id", "") or ""
+        if isinstance(event, UnknownEvent):
+            return Routed(event, event.event_type, None, call_id)
+        key = self._engine.session_key(event)
+        return Routed(event, event.event_type, str(key) if key else None, call_id)
+
+    def start(self, routed: Routed, now: Seconds) -> Step | None:
+        assert isinstance(routed.event, CallbackEvent)
+        if routed.route_key:
+            digest = hashlib.sha256(routed.route_key.encode()).hexdigest()[:32]
+            self._next_id = f"s-{digest}"
+        try:
+            started = self._engine.start(routed.event, now)
+        finally:
+            self._next_id = None
+        if started is None:
+            return None
+        session, commands = started
+        return self._step(session, commands)
+
+    def start_outbound(self, flow: str, to: str, from_: str, variables: JSONObject, now: Seconds) -> Step:
+        if flow not in self._flows:
+            known = ", ".join(sorted(self._flows)) or "none"
+            raise NoSuchFlow(f"no flow {flow!r} is loaded (loaded: {known})")
+        session, commands = self._engine.start_outbound(flow, to, from_, variables, now)
+        return self._step(session, commands)
+
+    def handle(self, snapshot: JSONObject, event: object, now: Seconds) -> Step:
+        session = Session.from_json(snapshot)
+        commands = self._engine.handle(session, cast(Event, event), now)
+        return self._step(session, commands)
+
+    def timer_event(self, key: str) -> object:
+        return TimerFired(key)
+
+    def result_event(
+        self, entry: JSONObject, resource_id: str | None, error: CatapultError | None
+    ) -> object | None:
+        command_id = entry.get("command_id")
+        if not isinstance(command_id, str):
+            return None
+        if error is not None:
+            return CommandResult(command_id, None, CommandFailure.from_exception(error))
+        if not entry.get("result"):
+            return None  # nothing waits for this outcome: skip a commit
+        return CommandResult(command_id, resource_id, None)
+
+    def http_event(self, entry: JSONObject, result: HttpResult) -> object:
+        return RuntimeHttpResult(
+            command_id=str(entry.get("command_id", "")),
+            status=result.status,
+            text=result.text,
+            json=result.json,
+            headers=dict(result.headers),
+            error=result.error,
+        )
+
+    def cancel(self, snapshot: JSONObject, now: Seconds) -> Step:
+        return self.handle(snapshot, Cancel(), now)
+
+    def describe(self, snapshot: JSONObject) -> JSONObject:
+        return self._engine.describe(Session.from_json(snapshot))
+
+    # -------------------------------------------------------------------------------------- helpers
+
+    def _step(self, session: Session, commands: list[cmd.Command]) -> Step:
+        entries: list[JSONObject] = []
+        timers_set: dict[str, Seconds] = {}
+        timers_cancel: list[str] = []
+        logs: list[tuple[str, str]] = []
+        ended = session.ended
+        pending = session.pending or {}
+        for command in commands:
+            if isinstance(command, cmd.RestCommand):
+                request = command.request(self._user_id)
+                body: JSONObject | None = dict(request.json) if request.json is not None else None
+                kind = _CREATIONS_WITH_CALLBACKS.get(command.operation)
+                if kind is not None and body is not None and not body.get("callbackUrl"):
+                    body["callbackUrl"] = self._callbacks[kind]
+                entries.append(
+                    {
+                        "kind": "rest",
+                        "method": request.method,
+                        "path": request.path,
+                        "body": body,
+                        "operation": command.operation,
+                        "command_id": command.command_id,
+                        "result": command.command_id in pending,
+                    }
+                )
+            elif isinstance(command, cmd.HttpCall):
+                entries.append(
+                    {
+                        "kind": "http",
+                        "method": command.method,
+                        "url": command.url,
+                        "headers": dict(command.headers),
+                        "json": command.json,
+                        "body": command.body,
+                        "timeout": command.timeout,
+                        "command_id": command.command_id,
+                    }
+                )
+            elif isinstance(command, cmd.StartTimer):
+                timers_set[command.key] = command.at
+            elif isinstance(command, cmd.CancelTimer):
+                timers_set.pop(command.key, None)
+                timers_cancel.append(command.key)
+            elif isinstance(command, cmd.Log):
+                logs.append((command.level, command.message))
+            elif isinstance(command, cmd.EndSession):
+                ended = True
+        return Step(
+            session_id=session.id,
+            snapshot=session.to_json(),
+            entries=entries,
+            timers_set=timers_set,
+            timers_cancel=timers_cancel,
+            routes=session.route_keys(),
+            ended=ended,
+            logs=logs,
+            flow=session.flow,
+            state=session.state,
+        )

@@ -1,0 +1,173 @@
+"""The server with the real runtime against the simulator, both in this process on loopback (the fast
+sibling of the end-to-end tests in tests/e2e, which run them as separate processes).
+
+The simulator runs on real time with speech and platform delays shortened, so a call takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from flowengine.catapult.client import CatapultClient
+from flowengine.config import ServeConfig
+from flowengine.server.app import create_app
+from flowengine.sim import SIM_KEY, RealClock, SimConfig, Simulator
+from flowengine.sim import create_app as create_sim_app
+from flowengine.store import MemoryStore
+
+OURS = "+19195551212"
+CALLER = "+13235550100"
+EXEC_TOKEN = "integration-token"
+
+IVR = """\
+flow: ivr
+version: 1
+kind: voice
+numbers: ["+19195551212"]
+initial: greet
+states:
+  greet:
+    do:
+      - answer
+      - speak: "Thanks for calling."
+    on:
+      speak.done: main_menu
+  main_menu:
+    menu:
+      prompt: "Press 1 for support or 2 to leave."
+      choices: {"1": support, "2": goodbye}
+      noinput: {reprompt: "Sorry, I didn't hear anything.", max: 2, then: goodbye}
+      nomatch: {reprompt: "That isn't an option.", max: 2, then: goodbye}
+  support:
+    do: [{speak: "Support is closed."}, hangup]
+  goodbye:
+    do: [{speak: "Goodbye."}, hangup]
+on:
+  hangup: end
+"""
+
+FAST = {
+    "speech_seconds_per_char": 0.0005,
+    "speech_min_seconds": 0.01,
+    "file_seconds": 0.02,
+    "answer_delay": 0.02,
+    "recording_save_seconds": 0.02,
+    "transcription_seconds": 0.02,
+    "message_send_seconds": 0.01,
+    "receipt_seconds": 0.01,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Stack:
+    sim: Simulator
+    server: TestServer
+    http: aiohttp.ClientSession
+
+    async def heard(self, call_id: str) -> list[str]:
+        return [e["text"] for e in self.sim.transcript(call_id) if e["kind"] == "heard"]
+
+    async def until(self, what: str, check: Callable[[], Awaitable[Any]], timeout: float = 5.0) -> Any:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            result = await check()
+            if result:
+                return result
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def ended(self, call_id: str) -> bool:
+        return any(
+            e["kind"] == "call" and e["text"].startswith("hung up") for e in self.sim.transcript(call_id)
+        )
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    sim_config = SimConfig(user_id="u-int", token="t-int", secret="s-int", **FAST)  # type: ignore[arg-type]
+    sim_app = create_sim_app(sim_config, RealClock())
+    sim_server = TestServer(sim_app, host="127.0.0.1")
+    await sim_server.start_server()
+    sim = sim_app[SIM_KEY]
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "ivr.yaml").write_text(IVR)
+    port = _free_port()
+    config = ServeConfig(
+        flows_dir=flows,
+        port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        api_url=str(sim_server.make_url("/v1")),
+        user_id="u-int",
+        token="t-int",
+        secret="s-int",
+        executions_token=EXEC_TOKEN,
+        reload_interval=0,
+    )
+    server = TestServer(
+        create_app(config, store=MemoryStore(), timer_interval=0.01), host="127.0.0.1", port=port
+    )
+    await server.start_server()
+    async with aiohttp.ClientSession() as http:
+        client = CatapultClient(http, user_id="u-int", token="t-int", secret="s-int", base_url=config.api_url)
+        app_id = await client.create_application(
+            {
+                "name": "int",
+                "incomingCallUrl": f"{config.public_url}/callbacks/voice",
+                "incomingMessageUrl": f"{config.public_url}/callbacks/messaging",
+                "autoAnswer": False,
+            }
+        )
+        await client.create_phone_number({"number": OURS, "applicationId": app_id})
+        yield Stack(sim, server, http)
+    await server.close()
+    await sim_server.close()
+
+
+async def test_a_caller_goes_through_the_menu_and_hears_every_prompt_in_order(stack: Stack) -> None:
+    call = stack.sim.place_call(CALLER, OURS).id
+    await stack.until("the menu prompt", lambda: _has(stack, call, "Press 1 for support or 2 to leave."))
+    stack.sim.press(call, "1")
+    await stack.until("the hangup", lambda: _async(stack.ended(call)))
+    assert await stack.heard(call) == [
+        "Thanks for calling.",
+        "Press 1 for support or 2 to leave.",
+        "Support is closed.",
+    ]
+
+
+async def test_unknown_events_and_bad_bodies_do_not_disturb_a_live_call(stack: Stack) -> None:
+    call = stack.sim.place_call(CALLER, OURS).id
+    await stack.until("the menu prompt", lambda: _has(stack, call, "Press 1 for support or 2 to leave."))
+    url = str(stack.server.make_url("/callbacks/voice"))
+    async with stack.http.post(url, data=b"{oops") as response:
+        assert response.status == 400
+    async with stack.http.post(url, json={"eventType": "mystery", "callId": call}) as response:
+        assert (await response.json())["status"] == "ignored"
+    stack.sim.press(call, "2")
+    await stack.until("the hangup", lambda: _async(stack.ended(call)))
+    assert (await stack.heard(call))[-1] == "Goodbye."
+
+
+async def _has(stack: Stack, call: str, text: str) -> bool:
+    return text in await stack.heard(call)
+
+
+async def _async(value: bool) -> bool:
+    return value
