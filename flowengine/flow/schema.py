@@ -39,12 +39,27 @@ def _schema_for(definition: str | None) -> dict[str, Any]:
         return schema
     if definition not in schema["$defs"]:
         raise KeyError(definition)
-    return {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+    return {
+        "$schema": schema["$schema"],
+        "$id": f"{SCHEMA_ID}/{definition}",
+        "$defs": schema["$defs"],
+        "$ref": f"#/$defs/{definition}",
+    }
+
+
+def _no_remote(uri: str) -> Any:
+    # The schema is self-contained: its own $id is answered from the package, and anything else is a bug,
+    # never a reason to use the network.
+    if uri.partition("#")[0] == SCHEMA_ID:
+        return flow_schema()
+    raise ValueError(f"the flow schema refers to {uri!r}, outside itself")
 
 
 @functools.cache
 def _fast(definition: str | None) -> Callable[[Any], Any]:
-    return cast(Callable[[Any], Any], fastjsonschema.compile(_schema_for(definition), use_default=False))
+    handlers = {"http": _no_remote, "https": _no_remote}
+    compiled = fastjsonschema.compile(_schema_for(definition), handlers=handlers, use_default=False)
+    return cast(Callable[[Any], Any], compiled)
 
 
 @functools.cache
