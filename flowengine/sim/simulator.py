@@ -18,7 +18,7 @@ from flowengine.sim.limits import Faults, RateLimiter
 from flowengine.sim.messaging import Messaging
 from flowengine.sim.params import E164
 from flowengine.sim.problems import ApiProblem
-from flowengine.sim.state import Call, Media, Message, Urls, World
+from flowengine.sim.state import Application, Call, Media, Message, PhoneNumber, Urls, World
 from flowengine.sim.voice import Voice
 from flowengine.typing import JSONObject, Seconds
 
@@ -180,6 +180,40 @@ class Simulator:
         return self.messaging.receive(
             from_, to, text, list(media or []), application.id, application.message_target()
         )
+
+    def provision(
+        self,
+        number: str,
+        *,
+        call_url: str | None = None,
+        message_url: str | None = None,
+        auto_answer: bool = True,
+        method: Literal["GET", "POST"] = "POST",
+    ) -> PhoneNumber:
+        """Own ``number`` and route it to a new application with these URLs (the in-process shortcut
+        for ``POST /applications`` and ``POST /phoneNumbers``).
+
+        Raises:
+            ApiProblem: the number is not E.164 or is already owned.
+        """
+        if not E164.match(number):
+            raise ApiProblem(400, "bad-request", "validation-error", f"{number!r} is not an E.164 number")
+        if self.world.number(number) is not None:
+            raise ApiProblem(
+                409, "conflict", "number-already-owned", f"The number {number} is already on this account"
+            )
+        application = Application(
+            self.world.ids.new("a"),
+            f"app for {number}",
+            incoming_call_url=call_url,
+            incoming_message_url=message_url,
+            callback_http_method=method,
+            auto_answer=auto_answer,
+        )
+        self.world.applications[application.id] = application
+        record = PhoneNumber(self.world.ids.new("n"), number, self.clock.now(), application_id=application.id)
+        self.world.numbers[record.id] = record
+        return record
 
     # -- reading ---------------------------------------------------------------------------------
 

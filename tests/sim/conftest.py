@@ -7,18 +7,18 @@ from typing import Any
 
 import pytest
 
-from flowengine.sim import SimConfig, create_app
+from flowengine.sim import Clock, SimConfig, create_app
 
 from .support import Harness, HarnessFactory, Receiver
 
 
 @pytest.fixture
 async def make_harness(aiohttp_client: Any, aiohttp_server: Any) -> HarnessFactory:
-    async def make(**config: Any) -> Harness:
+    async def make(clock: Clock | None = None, **config: Any) -> Harness:
         receiver = Receiver()
         receiver.server = await aiohttp_server(receiver.app())
         settings = SimConfig(**config)
-        client = await aiohttp_client(create_app(settings))
+        client = await aiohttp_client(create_app(settings, clock))
         return Harness(client, receiver, settings)
 
     return make

@@ -147,7 +147,9 @@ class TestControlApi:
         await sim.close()
 
 
-async def test_call_updates_do_not_count_against_the_call_creation_limit(make_harness: HarnessFactory) -> None:
+async def test_call_updates_do_not_count_against_the_call_creation_limit(
+    make_harness: HarnessFactory,
+) -> None:
     harness = await make_harness(rate_limits=True)
     await harness.own()
     call_id = await harness.inbound()
