@@ -1099,7 +1099,13 @@ def _do_answer(run: _Run, action: model.Answer) -> None:
     if call_id is None:
         run.note("answer: no call to answer")
         return
+    if run.session.status_of(model.CALLER) == "up":
+        run.note("answer: the call is already answered")
+        return
     run.emit(cmd.UpdateCallState(command_id=run.session.next_id("u"), call_id=call_id, state="active"))
+    # The executor runs commands in order and reports a failure as an error event, so the call counts as
+    # answered from here (the `answer` callback confirms it later).
+    run.session.set_status(model.CALLER, "up")
 
 
 def _do_reject(run: _Run, action: model.Reject) -> None:
