@@ -28,6 +28,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "run the flows of a directory (on the built-in simulator without credentials)",
     ),
     ("test", "flowengine.commands.test", "run scenario files against their flows on the simulator"),
+    ("call", "flowengine.commands.call", "call (or text) a flow from the terminal, on the simulator"),
     ("sim", "flowengine.commands.sim", "run the Bandwidth v1 API simulator with scripted phones"),
 )
 

@@ -67,12 +67,23 @@ def parse_duration(value: JSON) -> Seconds:
     return total
 
 
-def is_scenario_file(path: Path) -> bool:
-    return path.is_file() and path.suffix in SCENARIO_SUFFIXES
+_SCENARIO_KEY = re.compile(r"^scenario\s*:", re.MULTILINE)
+
+
+def looks_like_scenario(path: Path) -> bool:
+    """Whether ``path`` is a YAML file with a top-level ``scenario:`` key (flows beside scenarios are not)."""
+    if not path.is_file() or path.suffix not in SCENARIO_SUFFIXES:
+        return False
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:65536]
+    except OSError:
+        return False
+    return _SCENARIO_KEY.search(head) is not None
 
 
 def find_scenarios(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Scenario files under ``paths`` (files as given, directories searched recursively), sorted per path.
+    """Scenario files under ``paths``: files as given; in directories, recursively, the YAML files with a
+    top-level ``scenario:`` key (so flows may sit beside their scenarios). Sorted per path.
 
     Raises:
         ScenarioError: a path does not exist.
@@ -82,7 +93,7 @@ def find_scenarios(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for entry in paths:
         path = Path(entry)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if is_scenario_file(p)))
+            found.extend(sorted(p for p in path.rglob("*") if looks_like_scenario(p)))
         elif path.is_file():
             found.append(path)
         else:

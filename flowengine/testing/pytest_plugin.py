@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,6 @@ import pytest
 
 from flowengine.errors import ScenarioError
 from flowengine.testing.scenario import Scenario
-
-_SCENARIO_KEY = re.compile(r"^scenario\s*:", re.MULTILINE)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,11 +55,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         return None
     if parent.config.getoption("no_flowengine_scenarios", default=False):
         return None
-    try:
-        head = file_path.read_text(encoding="utf-8", errors="replace")[:65536]
-    except OSError:
-        return None
-    if not _SCENARIO_KEY.search(head):
+    from flowengine.testing.loader import looks_like_scenario
+
+    if not looks_like_scenario(file_path):
         return None
     collector: ScenarioFile = ScenarioFile.from_parent(parent, path=file_path)
     return collector

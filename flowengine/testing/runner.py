@@ -452,9 +452,10 @@ def format_failure(result: ScenarioResult) -> str:
 def relative(path: str) -> str:
     """``path`` relative to the working directory when it is below it (for shorter reports)."""
     try:
-        return os.path.relpath(path)
+        shown = os.path.relpath(path)
     except ValueError:
         return path
+    return path if shown.startswith("..") else shown
 
 
 __all__: Sequence[str] = [
