@@ -68,7 +68,8 @@ async def test_a_wrong_expectation_names_its_step_line_and_what_happened(tmp_pat
     )
     assert not result.passed
     failure = result.failure
-    assert failure is not None and failure.step is not None
+    assert failure is not None
+    assert failure.step is not None
     assert (failure.step.pos.line, failure.step.pos.column) == (6, 5)
     assert failure.index == 1
     assert "'+19195550199'" not in failure.message
