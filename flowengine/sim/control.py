@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import orjson
 from aiohttp import web
 
 from flowengine.errors import ConfigError
@@ -247,8 +248,8 @@ def _wrap(action: Action) -> Callable[[web.Request], Awaitable[web.StreamRespons
                 raw = await request.read()
                 if raw.strip():
                     try:
-                        body = await request.json()
-                    except ValueError as exc:
+                        body = orjson.loads(raw)
+                    except orjson.JSONDecodeError as exc:
                         raise ApiProblem(
                             400, "bad-request", "invalid-json", f"The request body is not valid JSON: {exc}"
                         ) from None

@@ -7,6 +7,7 @@ coerces them. A wrong value is a 400 naming the property; a missing required one
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -128,14 +129,14 @@ def _coerce(resource: str, spec: Field, value: JSON) -> JSON:
 def _number(value: JSON) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
+    if not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        return None
+    # NaN and infinities compare false with every bound, so they would slip through the range checks.
+    return number if math.isfinite(number) else None
 
 
 def query_int(query: Mapping[str, str], name: str, default: int, maximum: int) -> int:

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -182,3 +183,73 @@ class Harness:
 
 
 HarnessFactory = Callable[..., Awaitable[Harness]]
+
+DOCS_NUMBER = "+19195551212"  # the number the messages page's examples send from
+
+
+async def account(harness: Harness) -> dict[str, str]:
+    """One of every resource the examples name, by placeholder."""
+    app_id = await harness.own(OURS)
+    await harness.ok("POST", "/phoneNumbers", {"number": DOCS_NUMBER, "applicationId": app_id})
+    await harness.own(OTHER_OWNED, auto_answer=False, path="/ringing")
+    calls = {name: await harness.inbound() for name in ("callId", "callId1", "callId2", "callId3", "callId4")}
+    member_call, recorded, gathering, speaking = [await harness.inbound() for _ in range(4)]
+    ringing = await harness.inbound(to=OTHER_OWNED)
+    bridge_id = await harness.ok("POST", "/bridges", {"callIds": [calls["callId1"], calls["callId2"]]})
+    empty_bridge = await harness.ok("POST", "/bridges", {})
+    conference_id = await harness.ok("POST", "/conferences", {"from": OURS})
+    member_id = await harness.ok("POST", f"/conferences/{conference_id}/members", {"callId": member_call})
+    await harness.ok("POST", f"/calls/{recorded}", {"recordingEnabled": "true"})
+    await harness.advance(2)
+    await harness.ok("POST", f"/calls/{recorded}", {"recordingEnabled": "false"})
+    await harness.advance(1)
+    [recording] = await harness.ok("GET", f"/calls/{recorded}/recordings")
+    transcription_id = await harness.ok("POST", f"/recordings/{recording['id']}/transcriptions", {})
+    await harness.advance(2)
+    gather_id = await harness.ok("POST", f"/calls/{gathering}/gather", {"maxDigits": 3})
+    await harness.ok(
+        "POST", f"/calls/{speaking}/audio", {"fileUrl": "http://example.com/hold.mp3", "loopEnabled": True}
+    )
+    await harness.rest("PUT", "/media/hello.mp3", raw=b"ID3")
+    message_id = await harness.ok("POST", "/messages", {"from": OURS, "to": CALLER, "text": "hi"})
+    events = await harness.ok("GET", f"/calls/{calls['callId']}/events")
+    numbers = await harness.ok("GET", "/phoneNumbers")
+    user = harness.config.user_id
+    return {
+        "{{userId}}": user,
+        "{userId}": user,
+        "{user-id}": user,
+        "{your_user_id}": user,
+        "%2b{fromNumber}": quote(OURS, safe=""),
+        "{fromNumber}": OURS,
+        "{fromNumber1}": OURS,
+        "{fromNumber2}": DOCS_NUMBER,
+        "{number}": OURS,
+        "{toNumber}": AGENT,
+        "{toNumber1}": AGENT,
+        "{toNumber2}": CALLER,
+        "{sip:someone@somewhere.com:}": "sip:someone@somewhere.com",
+        "{sip:someone@somewhere.com}": "sip:someone@somewhere.com",
+        **{f"{{{name}}}": call_id for name, call_id in calls.items()},
+        "{bridgeId}": bridge_id,
+        "{gatherId}": gather_id,
+        "{eventId}": events[0]["id"],
+        "{conferenceId}": conference_id,
+        "{memberId}": member_id,
+        "{recordingId}": recording["id"],
+        "{recording-id}": recording["id"],
+        "{transcription-id}": transcription_id,
+        "{mediaName}": "hello.mp3",
+        "{mediaName1}": "hello.mp3",
+        "{file.mp3}": "upload.mp3",
+        "{messageId}": message_id,
+        "{{applicationId}}": app_id,
+        "{applicationId}": app_id,
+        "{application_id}": app_id,
+        "{numberId}": next(n["id"] for n in numbers if n["number"] == OURS),
+        "{fallback_number}": "+19195550003",
+        "ringing": ringing,
+        "speaking": speaking,
+        "emptyBridge": empty_bridge,
+        "gathering": gathering,
+    }
