@@ -212,3 +212,14 @@ class TestConferences:
         conf_id = await self.conference(harness)
         status, _, body = await harness.rest("GET", f"/conferences/{conf_id}/members/member-nope")
         assert (status, body["code"]) == (404, "conference-member-not-found")
+
+
+async def test_a_call_created_into_a_full_bridge_is_refused_and_never_rings(harness: Harness) -> None:
+    first, second = await two_calls(harness)
+    bridge_id = await harness.ok("POST", "/bridges", {"callIds": [first, second]})
+    before = len(await harness.ok("GET", "/calls"))
+    status, _, body = await harness.rest(
+        "POST", "/calls", {"from": OURS, "to": "+13235550111", "bridgeId": bridge_id}
+    )
+    assert (status, body["code"]) == (400, "bridge-callIds-overflow")
+    assert len(await harness.ok("GET", "/calls")) == before

@@ -194,3 +194,16 @@ class TestReceivingAndReading:
     async def test_an_unknown_message_is_404(self, harness: Harness) -> None:
         status, _, body = await harness.rest("GET", "/messages/m-nope")
         assert (status, body["code"]) == (404, "message-not-found")
+
+
+async def test_inbound_texts_come_by_get_when_the_application_says_so(harness: Harness) -> None:
+    await harness.own(method="GET")
+    await harness.control("POST", "/sim/messages", {"from": CALLER, "to": OURS, "text": "by get"})
+    await harness.sim.settle()
+    [request] = [r for r in harness.receiver.received if r.path == "/messages"]
+    assert request.method == "GET"
+    assert (request.query["eventType"], request.query["text"], request.query["segmentCount"]) == (
+        "sms",
+        "by get",
+        "1",
+    )

@@ -136,3 +136,16 @@ class TestMedia:
         assert status == 200
         status, _, body = await harness.rest("GET", "/media/hello.mp3")
         assert (status, body["code"]) == (404, "media-not-found")
+
+
+async def test_an_mp3_recording_is_served_as_mpeg_audio(harness: Harness) -> None:
+    await harness.own()
+    call_id = await harness.outbound(recordingEnabled=True, recordingFileFormat="mp3", recordingMaxDuration=3)
+    await harness.advance(1)
+    await harness.advance(5)
+    [recording] = await harness.ok("GET", f"/calls/{call_id}/recordings")
+    assert recording["state"] == "complete"
+    assert recording["endTime"] == "2026-01-01T00:00:04.000Z"
+    status, headers, content = await harness.rest("GET", f"/media/{call_id}-1.mp3")
+    assert (status, headers["Content-Type"]) == (200, "audio/mpeg")
+    assert content[:2] == b"\xff\xfb"

@@ -19,6 +19,7 @@ from flowengine.sim.rest import (
     read_target,
 )
 from flowengine.sim.state import AudioItem, Call, Gather
+from flowengine.sim.voice import MAX_BRIDGE_CALLS
 from flowengine.typing import JSON, JSONObject
 
 if TYPE_CHECKING:
@@ -124,8 +125,17 @@ def create_call(sim: Simulator, req: ApiRequest) -> Reply:
             f"The callerId {from_} is not allowed. It must be private or a phone number owned by user", "from"
         )
     bridge_id = body.get("bridgeId")
-    if isinstance(bridge_id, str) and bridge_id not in sim.world.bridges:
-        raise not_found("bridge", bridge_id)
+    if isinstance(bridge_id, str):
+        bridge = sim.world.bridges.get(bridge_id)
+        if bridge is None:
+            raise not_found("bridge", bridge_id)
+        if bridge.state == "completed" or len(bridge.call_ids) >= MAX_BRIDGE_CALLS:
+            raise ApiProblem(
+                400,
+                "bad-request",
+                "bridge-callIds-overflow",
+                f"The bridge {bridge_id} is {bridge.state} with {len(bridge.call_ids)} calls; it cannot take another",
+            )
     conference_id = body.get("conferenceId")
     if isinstance(conference_id, str) and conference_id not in sim.world.conferences:
         raise not_found("conference", conference_id)
