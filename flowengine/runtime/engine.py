@@ -443,7 +443,8 @@ class _Run:
                 del session.timers[key]
                 self.emit(cmd.CancelTimer(key=key))
         if session.gathers:
-            for role, (_tag, gather_id) in session.gathers.items():
+            for role, current in session.gathers.items():
+                gather_id = current[1]
                 call_id = self.live_call(role)
                 if gather_id and call_id:
                     self.emit(
@@ -856,7 +857,10 @@ class _Run:
             self.commands.append(
                 cmd.CreateTranscription(command_id=command_id, recording_id=event.recording_id)
             )
-        self.flow_event(role, f"recording.{status}", event.to_context())
+        data = event.to_context()
+        # The callback has no media link of its own; the recording resource is where its media is found.
+        data["media_url"] = event.recording_uri
+        self.flow_event(role, f"recording.{status}", data)
         self.drain_check()
 
     def on_transcription(self, event: TranscriptionEvent) -> None:

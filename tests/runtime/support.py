@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +49,60 @@ def show(command: cmd.Command) -> str:
 
 def shown(commands: list[cmd.Command]) -> list[str]:
     return [show(command) for command in commands]
+
+
+def tagless(lines: list[str]) -> list[str]:
+    """Replace our tags (session id and a counter) by TAG, to keep expectations short."""
+    return [re.sub(r'"tag":"s1\|[a-z]\d+"', '"tag":"TAG"', line) for line in lines]
+
+
+def say(text: str, *, voice: str = "susan", call: str = "c-caller") -> str:
+    """The request that speaks ``text`` on ``call`` with the default gender and locale."""
+    body = json.dumps(
+        {
+            "gender": "female",
+            "locale": "en_US",
+            "loopEnabled": False,
+            "sentence": text,
+            "tag": "TAG",
+            "voice": voice,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return f"POST /calls/{call}/audio {body}"
+
+
+def gather(prompt: str, *, max_digits: int = 1, timeout: float = 5.0, call: str = "c-caller") -> str:
+    """The request of a gather with a spoken prompt and the default settings."""
+    body = json.dumps(
+        {
+            "interDigitTimeout": timeout,
+            "maxDigits": max_digits,
+            "prompt": {"gender": "female", "locale": "en_US", "loopEnabled": False, "sentence": prompt},
+            "tag": "TAG",
+            "terminatingDigits": "#",
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return f"POST /calls/{call}/gather {body}"
+
+
+def message(text: str, *, ours: str, theirs: str) -> str:
+    body = json.dumps(
+        {
+            "callbackUrl": CALLBACK,
+            "from": ours,
+            "receiptRequested": "all",
+            "tag": "TAG",
+            "text": text,
+            "to": theirs,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return f"POST /messages {body}"
 
 
 class Driver:
