@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeAlias, cast
 
 import orjson
@@ -127,6 +127,7 @@ class Harness:
         canned: answers for the flow's HTTP requests.
         phones: how dialled numbers behave.
         transcription: what recordings transcribe to.
+        transcription_seconds: how long transcribing takes (None: the simulator's default).
     """
 
     def __init__(
@@ -137,10 +138,14 @@ class Harness:
         canned: Sequence[CannedResponse] = (),
         phones: Mapping[str, Phone] | None = None,
         transcription: str = "",
+        transcription_seconds: Seconds | None = None,
     ) -> None:
         self.runtime = runtime
         self.clock = VirtualClock()
-        self.sim = Simulator(SimConfig(user_id=USER_ID), self.clock)
+        config = SimConfig(user_id=USER_ID)
+        if transcription_seconds is not None:
+            config = replace(config, transcription_seconds=transcription_seconds)
+        self.sim = Simulator(config, self.clock)
         self.sim.dispatcher = _InProcessCallbacks(self.clock.now, self._on_callback)
         self.numbers = list(numbers)
         self.canned = list(canned)

@@ -221,6 +221,14 @@ class _Builder:
             self.step(item, ("steps", index)) for index, item in enumerate(cast(list[JSON], data["steps"]))
         )
         timeout = self.duration(data["timeout"], ("timeout",)) if "timeout" in data else sc.DEFAULT_TIMEOUT
+        raw_transcription = data.get("transcription", "")
+        transcription_seconds: Seconds | None = None
+        if isinstance(raw_transcription, dict):
+            transcription = cast(str, raw_transcription["text"])
+            if "after" in raw_transcription:
+                transcription_seconds = self.duration(raw_transcription["after"], ("transcription", "after"))
+        else:
+            transcription = cast(str, raw_transcription)
         return sc.Scenario(
             name=cast(str, data["scenario"]),
             path=self.loaded.path,
@@ -236,7 +244,8 @@ class _Builder:
             timeout=timeout,
             phones=phones,
             http=canned,
-            transcription=cast(str, data.get("transcription", "")),
+            transcription=transcription,
+            transcription_seconds=transcription_seconds,
         )
 
     def phone(self, spec: Mapping[str, JSON], where: JsonPath) -> sc.Phone:

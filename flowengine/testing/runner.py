@@ -141,6 +141,7 @@ class ScenarioRun:
             canned=self.scenario.http,
             phones=self.scenario.phones,
             transcription=self.scenario.transcription,
+            transcription_seconds=self.scenario.transcription_seconds,
         )
         self.harness = harness
         start_time = harness.clock.now()

@@ -342,3 +342,5 @@ class Scenario:
     phones: Mapping[str, Phone] = field(default_factory=dict)
     http: tuple[CannedResponse, ...] = ()
     transcription: str = ""
+    transcription_seconds: Seconds | None = None
+    """How long transcribing takes once a recording is saved (None: the simulator's default)."""
