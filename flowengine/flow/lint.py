@@ -211,11 +211,14 @@ class _Linter:
             if state.final or state.menu is not None:
                 continue
             if not any(target != name for target in self.targets.get(name, set())):
-                message = (
-                    f"state {name!r} has no way out: add a transition (`on`, `after`) to another state, "
-                    "or mark it `final: true`"
-                )
-                self.report(("states", name), "error", message, "dead-end", at_key=True)
+                advice = "add a transition (`on`, `after`) to another state, or mark it `final: true`"
+                if self.flow.kind == "voice":
+                    # The runtime ends a call's session when the caller hangs up, so this is not a trap.
+                    message = f"state {name!r} has no way out but the caller hanging up: {advice} (or `on: {{hangup: end}}`)"
+                    self.report(("states", name), "warning", message, "dead-end", at_key=True)
+                else:
+                    message = f"state {name!r} has no way out, so the conversation would never end: {advice}"
+                    self.report(("states", name), "error", message, "dead-end", at_key=True)
 
     # ------------------------------------------------------------------------------- events
 
@@ -335,7 +338,8 @@ class _Linter:
             analysis = analyze_expression(src) if is_expression else analyze_template(src)
             what = "expression" if is_expression else "template"
             if analysis.error is not None:
-                line = f" (line {analysis.line} of the {what})" if analysis.line > 1 else ""
+                # An expression is parsed wrapped in parentheses, so its line numbers are not the author's.
+                line = f" (line {analysis.line} of the {what})" if analysis.line > 1 and not is_expression else ""
                 self.report(path, "error", f"{what} does not parse: {analysis.error}{line}", "template")
                 continue
             if self.document.is_fragment:

@@ -189,13 +189,20 @@ def read_yaml(path: str | os.PathLike[str], display: str | None = None) -> Loade
     return parse_yaml(text, shown, hashlib.sha256(raw).hexdigest())
 
 
-def parse_yaml(text: str, path: str, digest: str | None = None) -> LoadedFile:
-    """Parse YAML ``text`` (shown as ``path`` in messages); see ``read_yaml`` for what is refused."""
+def parse_yaml(
+    text: str, path: str, digest: str | None = None, *, loader_class: type[Any] | None = None
+) -> LoadedFile:
+    """Parse YAML ``text`` (shown as ``path`` in messages); see ``read_yaml`` for what is refused.
+
+    ``loader_class`` picks the pyyaml loader (default: libyaml's ``CSafeLoader`` when present, else
+    ``SafeLoader``); both give the same data and positions.
+    """
     if digest is None:
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    loader_type = loader_class if loader_class is not None else _Loader
     if text.count("[") + text.count("{") > _BRACKET_CHECK:
-        _check_depth(text, path)
-    loader = _Loader(text)
+        _check_depth(text, path, loader_type)
+    loader = loader_type(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -225,8 +232,8 @@ def parse_yaml(text: str, path: str, digest: str | None = None) -> LoadedFile:
     )
 
 
-def _check_depth(text: str, path: str) -> None:
-    loader = _Loader(text)
+def _check_depth(text: str, path: str, loader_type: type[Any]) -> None:
+    loader = loader_type(text)
     depth = 0
     try:
         while loader.check_event():
@@ -250,11 +257,15 @@ def _yaml_error(exc: yaml.MarkedYAMLError, path: str) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
     problem = exc.problem or "not valid YAML"
-    if problem.startswith("expected a single document"):
+    if "expected a single document" in f"{exc.context} {problem}":
         message = "the file holds several YAML documents ('---'); a flow file holds exactly one"
         return _diag(path, line, column, message, "multiple-documents")
-    context = f" {exc.context}" if exc.context else ""
-    message = f"YAML syntax error: {problem}{context}"
+    message = f"YAML syntax error: {problem}"
+    start = exc.context_mark
+    if exc.context and start is not None and (start.line + 1, start.column + 1) != (line, column):
+        message += f" ({exc.context} started at line {start.line + 1}, column {start.column + 1})"
+    elif exc.context:
+        message += f" ({exc.context})"
     return _diag(path, line, column, message, "yaml")
 
 

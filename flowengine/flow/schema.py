@@ -8,6 +8,7 @@ choices the branch that matches the value's type rather than a list of every alt
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import json
@@ -58,7 +59,9 @@ def _no_remote(uri: str) -> Any:
 @functools.cache
 def _fast(definition: str | None) -> Callable[[Any], Any]:
     handlers = {"http": _no_remote, "https": _no_remote}
-    compiled = fastjsonschema.compile(_schema_for(definition), handlers=handlers, use_default=False)
+    # fastjsonschema rewrites the $refs of the schema it is given, so it gets its own copy.
+    schema = copy.deepcopy(_schema_for(definition))
+    compiled = fastjsonschema.compile(schema, handlers=handlers, use_default=False)
     return cast(Callable[[Any], Any], compiled)
 
 
