@@ -147,7 +147,7 @@ def record(report: FlowCoverage, flow: Flow, visits: Iterable[Visit], legs: Mapp
         for name in (visit.before, visit.after):
             if name in flow.states:
                 report.covered_states.add(name)
-        state = flow.states.get(visit.before)
+        state = flow.states.get(visit.before or flow.initial)
         if state is None:
             continue
         if visit.event_type == "timer":
