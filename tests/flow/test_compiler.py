@@ -1,0 +1,128 @@
+"""Tests of the flow compiler: one transitions machine per flow version, choosing transitions in order."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowengine.errors import FlowCompileError
+from flowengine.flow import model as m
+from flowengine.flow.compiler import Trial, compile_flow, flow_hash
+
+HERE = m.Position("f.yaml", 7, 3)
+
+
+def _flow(**states: m.State) -> m.Flow:
+    return m.Flow(name="f", kind="voice", initial=next(iter(states)), states=states)
+
+
+def _state(name: str, **on: tuple[m.Transition, ...]) -> m.State:
+    return m.State(name, on=on)
+
+
+class TestChoosing:
+    def test_guards_are_tried_in_the_order_written(self) -> None:
+        flow = _flow(
+            a=_state(
+                "a",
+                **{
+                    "gather.done": (
+                        m.Transition("b", when="event.digits == '1'"),
+                        m.Transition("c", when="true"),
+                        m.Transition("b"),
+                    )
+                },
+            ),
+            b=m.State("b"),
+            c=m.State("c"),
+        )
+        compiled = compile_flow(flow)
+        choice = compiled.select("a", ("gather.done", "gather"), Trial({"event": {"digits": "1"}}))
+        assert choice is not None
+        assert choice.target == "b"
+        choice = compiled.select("a", ("gather.done", "gather"), Trial({"event": {"digits": "2"}}))
+        assert choice is not None
+        assert choice.target == "c"
+
+    def test_the_most_specific_handler_wins_and_the_state_before_the_flow(self) -> None:
+        flow = m.Flow(
+            name="f",
+            kind="voice",
+            initial="a",
+            states={"a": _state("a", hangup=(m.Transition("b"),)), "b": m.State("b")},
+            on={"hangup.busy": (m.Transition("end"),), "hangup": (m.Transition("end"),)},
+        )
+        compiled = compile_flow(flow)
+        choice = compiled.select("a", ("hangup.busy", "hangup"), Trial({}))
+        assert choice is not None
+        assert (choice.target, choice.kind) == ("b", "on")
+        choice = compiled.select("b", ("hangup.busy", "hangup"), Trial({}))
+        assert choice is not None
+        assert (choice.target, choice.kind, choice.address) == ("end", "flow", None)
+
+    def test_a_guard_that_fails_to_evaluate_is_false_and_noted(self) -> None:
+        flow = _flow(a=_state("a", dtmf=(m.Transition("b", when="vars.missing > 1"),)), b=m.State("b"))
+        trial = Trial({"vars": {}})
+        assert compile_flow(flow).select("a", ("dtmf",), trial) is None
+        assert "guard" in trial.notes[0]
+
+    def test_no_handler_gives_none(self) -> None:
+        compiled = compile_flow(_flow(a=m.State("a")))
+        assert compiled.select("a", ("dtmf",), Trial({})) is None
+        assert not compiled.handles("a", ("dtmf",))
+
+    def test_a_menu_counts_below_its_limit_then_takes_then(self) -> None:
+        menu = m.Menu(
+            prompt=m.Prompt(text="Press 1"),
+            choices={"1": m.Transition("b")},
+            nomatch=m.Retry(max=2, then=m.Transition("c")),
+        )
+        compiled = compile_flow(_flow(a=m.State("a", menu=menu), b=m.State("b"), c=m.State("c")))
+        keys = ("gather.done", "gather")
+        first = compiled.select("a", keys, Trial({}, digits="9", nomatch=0), menu_event="gather.done")
+        assert first is not None
+        assert (first.kind, first.target, first.address) == ("nomatch", None, "nomatch:a")
+        last = compiled.select("a", keys, Trial({}, digits="9", nomatch=1), menu_event="gather.done")
+        assert last is not None
+        assert (last.kind, last.target) == ("nomatch-then", "c")
+        hit = compiled.select("a", keys, Trial({}, digits="1"), menu_event="gather.done")
+        assert hit is not None
+        assert (hit.kind, hit.target) == ("choice", "b")
+
+    def test_the_menu_gather_is_the_last_entry_action(self) -> None:
+        menu = m.Menu(
+            prompt=m.Prompt(text="Press 1"), choices={"1": m.Transition("a"), "42": m.Transition("a")}
+        )
+        compiled = compile_flow(_flow(a=m.State("a", actions=(m.Answer(),), menu=menu)))
+        actions = compiled.actions["do:a"]
+        assert isinstance(actions[0], m.Answer)
+        assert isinstance(actions[1], m.Gather)
+        assert actions[1].max_digits == 2
+
+
+class TestErrors:
+    def test_an_unknown_target_is_reported_at_its_position(self) -> None:
+        flow = _flow(a=_state("a", dtmf=(m.Transition("nowhere", pos=HERE),)))
+        with pytest.raises(FlowCompileError) as info:
+            compile_flow(flow)
+        (problem,) = info.value.diagnostics
+        assert (problem.path, problem.line, problem.column) == ("f.yaml", 7, 3)
+        assert "nowhere" in problem.message
+
+    def test_a_bad_guard_and_a_bad_template_are_reported(self) -> None:
+        flow = _flow(
+            a=m.State(
+                "a",
+                actions=(m.Speak(prompt=m.Prompt(text="{{ oops( }}"), pos=HERE),),
+                on={"dtmf": (m.Transition("a", when="1 +", pos=m.Position("f.yaml", 9, 5)),)},
+            )
+        )
+        with pytest.raises(FlowCompileError) as info:
+            compile_flow(flow)
+        assert [(d.line, d.column) for d in info.value.diagnostics] == [(7, 3), (9, 5)]
+
+
+def test_the_hash_of_a_flow_built_in_code_is_stable_and_follows_content() -> None:
+    one = _flow(a=m.State("a"))
+    assert flow_hash(one) == flow_hash(_flow(a=m.State("a")))
+    assert flow_hash(one) != flow_hash(_flow(a=m.State("a", description="x")))
+    assert flow_hash(m.Flow(name="f", kind="voice", initial="a", states={}, source_hash="abc")) == "abc"
