@@ -1,0 +1,99 @@
+"""Issue 6 end to end: ``flowengine serve`` survives SIGKILL on its SQLite file, runs as two instances on one
+Redis, and rides out Redis going away. ``flowengine sim`` (virtual clock) plays the phones."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from flowengine.store import open_store
+
+from .serving import Phones, Process, hung_up, serve_process, sim_process
+
+pytestmark = pytest.mark.slow
+
+MENU_NUMBER = "+19195558001"
+HOLD_NUMBER = "+19195558002"
+MENU_CALL_HEARD = [
+    "Welcome to the durable line.",
+    "Press 1 for news, or 2 to hang up.",
+    "Here is the news.",
+    "Goodbye.",
+]
+HOLD_CALL_HEARD = [
+    "Welcome to the hold line.",
+    "Press 1 to hold, or 2 to hang up.",
+    "Please hold.",
+    "Thank you for holding.",
+    "Goodbye.",
+]
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> AsyncIterator[Process]:
+    process = sim_process(tmp_path)
+    process.start()
+    try:
+        await process.wait_for("/sim")
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+async def phones(sim: Process) -> AsyncIterator[Phones]:
+    async with aiohttp.ClientSession() as http:
+        yield Phones(http, sim.url)
+
+
+async def _gather_requested(phones: Phones, call_id: str) -> bool:
+    return any(text.endswith("/gather") for text, _ in await phones.rest_requests(call_id))
+
+
+async def _no_request_twice(phones: Phones, call_id: str) -> None:
+    requests = await phones.rest_requests(call_id)
+    repeated = [request for request in requests if requests.count(request) > 1]
+    assert not repeated, f"call {call_id}: REST requests issued twice: {repeated}"
+
+
+async def test_serve_killed_mid_gather_carries_the_call_on_from_its_sqlite_file(
+    tmp_path: Path, sim: Process, phones: Phones
+) -> None:
+    db = f"sqlite://{tmp_path}/state.db"
+    serve = serve_process(tmp_path, sim, db)
+    serve.start()
+    try:
+        await serve.wait_for("/readyz")
+        await phones.provision(serve.url, [MENU_NUMBER])
+        call = await phones.call(MENU_NUMBER)
+        await phones.until("the menu's gather is requested", lambda: _gather_requested(phones, call))
+
+        store = await open_store(db)
+        try:
+            deadline = time.monotonic() + 10
+            while await store.pending_outboxes():  # the server has executed everything it committed
+                assert time.monotonic() < deadline, "the server left its outbox pending"
+                await asyncio.sleep(0.05)
+            serve.stop(signal.SIGKILL)
+            [session] = await store.list_sessions()
+            assert not session.ended
+            assert str(session.snapshot["state"]).startswith("menu")
+        finally:
+            await store.close()
+
+        serve.start()  # same port, same file
+        await serve.wait_for("/readyz")
+        await phones.press(call, "1")
+        await phones.until("the call ends", lambda: hung_up(phones, call))
+
+        assert await phones.heard(call) == MENU_CALL_HEARD
+        await _no_request_twice(phones, call)
+        assert serve.stop() == 0, serve.output()
+    finally:
+        serve.stop(signal.SIGKILL)
