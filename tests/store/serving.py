@@ -248,9 +248,9 @@ async def hung_up(phones: Phones, call_id: str) -> bool:
 class RoundRobin:
     """A load balancer for callbacks: forwards each request to the next backend in turn."""
 
-    backends: list[str]
+    backends: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-    port: int = 0
+    port: int = field(default_factory=free_port)
     _runner: web.AppRunner | None = None
     _http: aiohttp.ClientSession | None = None
 
@@ -279,7 +279,6 @@ class RoundRobin:
         app.router.add_route("*", "/{tail:.*}", forward)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        self.port = free_port()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def stop(self) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from flowengine.store import open_store
 
-from .serving import Phones, Process, hung_up, serve_process, sim_process
+from .serving import Phones, Process, RoundRobin, hung_up, serve_process, sim_process
 
 pytestmark = pytest.mark.slow
 
@@ -97,3 +97,44 @@ async def test_serve_killed_mid_gather_carries_the_call_on_from_its_sqlite_file(
         assert serve.stop() == 0, serve.output()
     finally:
         serve.stop(signal.SIGKILL)
+
+
+async def test_two_instances_on_one_redis_take_turns_on_a_hundred_calls(
+    tmp_path: Path, sim: Process, phones: Phones, redis_url: str
+) -> None:
+    balancer = RoundRobin()
+    instances = [
+        serve_process(tmp_path, sim, redis_url, name=name, public_url=balancer.url) for name in ("one", "two")
+    ]
+    balancer.backends = [instance.url for instance in instances]
+    await balancer.start()
+    for instance in instances:
+        instance.start()
+    try:
+        for instance in instances:
+            await instance.wait_for("/readyz")
+        await phones.provision(balancer.url, [HOLD_NUMBER])
+        calls = [await phones.call(HOLD_NUMBER) for _ in range(100)]
+
+        async def every(check: object) -> bool:
+            results = await asyncio.gather(*(check(phones, call) for call in calls))  # type: ignore[operator]
+            return all(results)
+
+        await phones.until("every menu's gather is requested", lambda: every(_gather_requested))
+        await asyncio.gather(*(phones.press(call, "1") for call in calls))
+        await phones.until("every call ends", lambda: every(hung_up), step=0.5, pause=0.1)
+
+        heard = await asyncio.gather(*(phones.heard(call) for call in calls))
+        wrong = {call: h for call, h in zip(calls, heard, strict=True) if h != HOLD_CALL_HEARD}
+        assert not wrong, f"{len(wrong)} calls heard something else, e.g. {next(iter(wrong.items()))}"
+        for call in calls:
+            await _no_request_twice(phones, call)
+        total = sum(balancer.counts.values())
+        assert total >= 100 * 8
+        assert all(count >= total // 2 - 1 for count in balancer.counts.values()), balancer.counts
+        for instance in instances:
+            assert instance.stop() == 0, instance.output()
+    finally:
+        for instance in instances:
+            instance.stop(signal.SIGKILL)
+        await balancer.stop()
