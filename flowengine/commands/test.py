@@ -26,9 +26,13 @@ EXIT_USAGE = 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="scenario files or directories (searched recursively)")
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH", help="scenario files or directories (searched recursively)"
+    )
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report to FILE")
-    parser.add_argument("--coverage", action="store_true", help="report states, menu choices and transitions covered")
+    parser.add_argument(
+        "--coverage", action="store_true", help="report states, menu choices and transitions covered"
+    )
     parser.add_argument(
         "--fail-under",
         type=float,
@@ -52,7 +56,9 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         stderr.write("flowengine test: error: give at least one scenario file or directory\n")
         return EXIT_USAGE
     if args.fail_under is not None and not 0 <= args.fail_under <= 100:
-        stderr.write(f"flowengine test: error: --fail-under must be between 0 and 100, not {args.fail_under:g}\n")
+        stderr.write(
+            f"flowengine test: error: --fail-under must be between 0 and 100, not {args.fail_under:g}\n"
+        )
         return EXIT_USAGE
     return asyncio.run(run_tests(args, stdout, stderr))
 

@@ -35,6 +35,7 @@ from flowengine.sim.problems import ApiProblem
 from flowengine.sim.resources import ROUTES
 from flowengine.sim.rest import ApiRequest, Reply, Route
 from flowengine.sim.simulator import Simulator
+from flowengine.testing.record import CallRecorder
 from flowengine.testing.scenario import CannedResponse, Phone
 from flowengine.typing import JSON, JSONObject, Seconds
 
@@ -128,6 +129,7 @@ class Harness:
         phones: how dialled numbers behave.
         transcription: what recordings transcribe to.
         transcription_seconds: how long transcribing takes (None: the simulator's default).
+        recorder: records every callback and the commands it led to, as ``serve --record`` does.
     """
 
     def __init__(
@@ -139,8 +141,11 @@ class Harness:
         phones: Mapping[str, Phone] | None = None,
         transcription: str = "",
         transcription_seconds: Seconds | None = None,
+        recorder: CallRecorder | None = None,
     ) -> None:
         self.runtime = runtime
+        self.recorder = recorder
+        self._executed: list[JSONObject] = []
         self.clock = VirtualClock()
         config = SimConfig(user_id=USER_ID)
         if transcription_seconds is not None:
@@ -244,17 +249,24 @@ class Harness:
         key = routed.route_key
         if key is None:
             return
+        self._executed = []
         session_id = self.routes.get(key)
         if session_id is None:
-            step = self.runtime.start(routed, self.clock.now())
-            if step is not None:
-                self._adopt(step, routes=(key,), event_type=routed.event_type, data=data)
-            return
-        session = self.sessions[session_id]
-        if session.ended:
-            return
-        step = self.runtime.handle(session.snapshot, routed.event, self.clock.now())
-        self._apply(step, routed.event_type, data)
+            started = self.runtime.start(routed, self.clock.now())
+            if started is None:
+                return
+            self._adopt(started, routes=(key,), event_type=routed.event_type, data=data)
+            step = started
+        else:
+            session = self.sessions[session_id]
+            if session.ended:
+                return
+            step = self.runtime.handle(session.snapshot, routed.event, self.clock.now())
+            self._apply(step, routed.event_type, data)
+        if self.recorder is not None:
+            self.recorder.record(
+                step.session_id, data, at=self.clock.now(), flow=step.flow, commands=list(self._executed)
+            )
 
     def _adopt(
         self, step: Step, *, routes: Sequence[str], event_type: str, data: Mapping[str, object]
@@ -340,6 +352,8 @@ class Harness:
         raise ApiProblem(404, "not-found", "no-such-route", f"{method} {path} is not an operation of the API")
 
     def _run_rest(self, entry: JSONObject) -> tuple[object | None, bool]:
+        executed = dict(entry)
+        self._executed.append(executed)
         method = str(entry.get("method", "POST"))
         path = str(entry.get("path", ""))
         body = entry.get("body")
@@ -357,12 +371,16 @@ class Harness:
                 details=problem.details,
             )
             return self.runtime.result_event(entry, None, error), True
-        return self.runtime.result_event(entry, _location_id(reply) or None, None), False
+        resource = _location_id(reply) or None
+        if resource is not None:
+            executed["resource_id"] = resource
+        return self.runtime.result_event(entry, resource, None), False
 
     def _run_http(self, session_id: str, entry: JSONObject) -> None:
         method = str(entry.get("method", "GET")).upper()
         url = str(entry.get("url", ""))
         self.http_requests.append(entry)
+        self._executed.append(dict(entry))
         self._observe("http", f"{method} {url}", {"method": method, "url": url, "json": entry.get("json")})
         canned = next((c for c in self.canned if c.matches(method, url)), None)
         if canned is None:

@@ -13,7 +13,9 @@ FLOW = Path(__file__).resolve().parents[1] / "testing" / "flows" / "ivr.yaml"
 
 def _spawn(*args: str) -> pexpect.spawn:
     code = "import sys; from flowengine.cli import main; sys.exit(main(sys.argv[1:]))"
-    return pexpect.spawn(sys.executable, ["-c", code, "call", *args], encoding="utf-8", timeout=15, echo=False)
+    return pexpect.spawn(
+        sys.executable, ["-c", code, "call", *args], encoding="utf-8", timeout=15, echo=False
+    )
 
 
 def test_calling_through_the_menu_reaches_the_transfer() -> None:
@@ -51,7 +53,9 @@ def test_hanging_up_ends_the_call() -> None:
         pytest.param(["--http", "*=99"], "status must be 100..599", id="http-status"),
     ],
 )
-def test_bad_options_are_usage_errors(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_options_are_usage_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from flowengine.cli import main
 
     assert main(["call", str(FLOW), *args]) == 2
@@ -63,5 +67,3 @@ def test_a_missing_flow_file_is_a_usage_error(tmp_path: Path, capsys: pytest.Cap
 
     assert main(["call", str(tmp_path / "none.yaml")]) == 2
     assert "none.yaml" in capsys.readouterr().err
-
-
