@@ -57,11 +57,17 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             reason = "does not exist" if not path.exists() else "is not a file or directory"
             stderr.write(f"flowengine validate: {raw!r} {reason}\n")
             usage_problem = True
+    scenarios = [r for r in reports if r.is_scenario]
+    reports = [r for r in reports if not r.is_scenario]
     diagnostics = _unique([d for report in reports for d in report.diagnostics] + cross)
     if args.strict:
         diagnostics = [_strict(d) for d in diagnostics]
     write = {"text": _write_text, "json": _write_json, "github": _write_github}[args.format]
     write(diagnostics, len(reports), stdout)
+    if scenarios and args.format == "text":
+        stderr.write(
+            f"skipped {_plural(len(scenarios), 'scenario file')} (run them with `flowengine test`)\n"
+        )
     if any(d.code == "io" for d in diagnostics):
         usage_problem = True
     if usage_problem:

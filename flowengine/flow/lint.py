@@ -339,7 +339,11 @@ class _Linter:
             what = "expression" if is_expression else "template"
             if analysis.error is not None:
                 # An expression is parsed wrapped in parentheses, so its line numbers are not the author's.
-                line = f" (line {analysis.line} of the {what})" if analysis.line > 1 and not is_expression else ""
+                line = (
+                    f" (line {analysis.line} of the {what})"
+                    if analysis.line > 1 and not is_expression
+                    else ""
+                )
                 self.report(path, "error", f"{what} does not parse: {analysis.error}{line}", "template")
                 continue
             if self.document.is_fragment:

@@ -141,6 +141,11 @@ class LoadedDocument:
 _FLOW_ONLY_KEYS = frozenset({"flow", "kind", "initial", "numbers", "defaults", "version"})
 
 
+def is_scenario_data(data: Mapping[str, Any]) -> bool:
+    """Whether top-level ``data`` is a scenario for ``flowengine test`` (it has a ``scenario:`` key)."""
+    return "scenario" in data
+
+
 def is_fragment_data(data: Mapping[str, Any]) -> bool:
     """Whether top-level ``data`` is an include fragment rather than a flow (it names none of a flow's keys)."""
     return not any(key in data for key in _FLOW_ONLY_KEYS)
@@ -159,16 +164,18 @@ def _closest(table: dict[JsonPath, Mark], path: JsonPath, default: Mark) -> Mark
 # ------------------------------------------------------------------------------------------- reading
 
 
-def read_yaml(path: str | os.PathLike[str], display: str | None = None) -> LoadedFile:
+def read_yaml(
+    path: str | os.PathLike[str], display: str | None = None, *, keep_going: bool = False
+) -> LoadedFile:
     """Read one YAML file whose document is a mapping.
 
-    Duplicate keys (the first value is kept), unsupported tags, merge keys, alias cycles and too deep
-    nesting do not stop the reading: they are in the file's ``diagnostics``, so one run reports them with
-    every other problem of the file.
+    With ``keep_going``, duplicate keys (the first value is kept), unsupported tags, merge keys, alias
+    cycles and too deep nesting do not stop the reading: they are in the file's ``diagnostics``, so one run
+    reports them with every other problem of the file. Without it they raise like the rest.
 
     Raises:
         FlowSyntaxError: unreadable, too large, not UTF-8, not YAML, several documents, not a mapping, or
-            too many alias expansions.
+            too many alias expansions (and, without ``keep_going``, any of the problems above).
     """
     shown = display if display is not None else str(path)
     try:
@@ -186,7 +193,10 @@ def read_yaml(path: str | os.PathLike[str], display: str | None = None) -> Loade
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise FlowSyntaxError([_diag(shown, line, column, "file is not valid UTF-8", "encoding")]) from None
-    return parse_yaml(text, shown, hashlib.sha256(raw).hexdigest())
+    loaded = parse_yaml(text, shown, hashlib.sha256(raw).hexdigest())
+    if loaded.diagnostics and not keep_going:
+        raise FlowSyntaxError(loaded.diagnostics)
+    return loaded
 
 
 def parse_yaml(
@@ -418,7 +428,7 @@ def load_flow(path: str | os.PathLike[str]) -> LoadedDocument:
     Raises:
         FlowSyntaxError: the file itself cannot be read as a YAML mapping.
     """
-    root = read_yaml(path, os.fspath(path))
+    root = read_yaml(path, os.fspath(path), keep_going=True)
     document = LoadedDocument(
         path=root.path, root=root, data=dict(root.data), diagnostics=list(root.diagnostics)
     )
@@ -458,7 +468,7 @@ def _include(document: LoadedDocument, parent: LoadedFile, visited: set[str]) ->
             document.diagnostics.append(Diagnostic(file, line, column, "error", message, "include"))
             continue
         try:
-            loaded = read_yaml(shown, shown)
+            loaded = read_yaml(shown, shown, keep_going=True)
         except FlowSyntaxError as exc:
             document.diagnostics.extend(exc.diagnostics)
             continue

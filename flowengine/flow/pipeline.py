@@ -17,7 +17,7 @@ from flowengine.errors import Diagnostic, FlowSyntaxError, FlowValidationError
 from flowengine.flow import model
 from flowengine.flow.builder import FlowBuilder
 from flowengine.flow.lint import lint_flow
-from flowengine.flow.loader import LoadedDocument, load_flow
+from flowengine.flow.loader import LoadedDocument, is_scenario_data, load_flow
 from flowengine.flow.schema import schema_diagnostics
 
 FLOW_SUFFIXES = (".yaml", ".yml")
@@ -68,6 +68,8 @@ class FileReport:
     flow: model.Flow | None = None
     document: LoadedDocument | None = None
     is_fragment: bool = False
+    is_scenario: bool = False
+    """A scenario file for ``flowengine test`` met while looking for flows: not checked here."""
 
     @property
     def has_errors(self) -> bool:
@@ -81,6 +83,9 @@ def check_file(path: str | os.PathLike[str]) -> FileReport:
         document = load_flow(path)
     except FlowSyntaxError as exc:
         report.diagnostics = list(exc.diagnostics)
+        return report
+    if is_scenario_data(document.root.data):
+        report.is_scenario = True
         return report
     report.document = document
     report.is_fragment = document.is_fragment
@@ -142,6 +147,9 @@ def read_flow(path: str | os.PathLike[str], *, strict: bool = False) -> model.Fl
     """
     report = check_file(path)
     _raise_for(report.diagnostics, strict=strict)
+    if report.is_scenario:
+        message = "this file is a scenario (it has `scenario:`); run it with `flowengine test`"
+        raise FlowValidationError([Diagnostic(report.path, 1, 1, "error", message, "scenario")])
     if report.is_fragment:
         message = "this file is an include fragment (it has no `flow:`); include it from a flow instead"
         raise FlowValidationError([Diagnostic(report.path, 1, 1, "error", message, "fragment")])

@@ -197,3 +197,12 @@ class TestFiles:
         (problem,) = document.diagnostics
         assert (problem.line, problem.column) == (2, 11)
         assert "is a flow" in problem.message
+
+
+def test_read_yaml_refuses_a_duplicate_key_unless_asked_to_keep_going(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("a: 1\na: 2\n")
+    with pytest.raises(FlowSyntaxError) as caught:
+        read_yaml(path)
+    assert caught.value.diagnostics[0].code == "duplicate-key"
+    assert read_yaml(path, keep_going=True).data == {"a": 1}
