@@ -148,7 +148,8 @@ def _most_relevant(error: jsonschema.exceptions.ValidationError) -> jsonschema.e
 
 def _rank(error: jsonschema.exceptions.ValidationError) -> int:
     # Prefer a named unknown key over a type mismatch of the other alternatives.
-    return {"additionalProperties": 0, "required": 1, "pattern": 2}.get(str(error.validator), 5)
+    ranks = {"additionalProperties": 0, "required": 1, "maxProperties": 1, "minProperties": 1, "pattern": 2}
+    return ranks.get(str(error.validator), 5)
 
 
 def _diagnostic(loaded: LoadedFile, error: jsonschema.exceptions.ValidationError) -> Diagnostic:
