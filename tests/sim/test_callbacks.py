@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from structlog.testing import capture_logs
+
 from flowengine.sim.callbacks import query_params
 
 from .support import OURS, Harness, Received
@@ -162,3 +164,16 @@ class TestDelivery:
         await harness.ok("POST", "/calls", {"from": OURS, "to": "+13235550111"})
         await harness.advance(1)
         assert [d.status for d in harness.sim.deliveries()] == ["skipped"]
+
+
+async def test_a_failed_delivery_is_logged_with_its_call_and_urls(harness: Harness) -> None:
+    harness.receiver.failing.update({"/events", "/backup"})
+    await harness.own(fallback="/backup")
+    with capture_logs() as logs:
+        call_id = await harness.inbound()
+    failures = [entry for entry in logs if entry["event"] == "callback_failed"]
+    assert [(f["key"], f["event_type"]) for f in failures] == [(call_id, "incomingcall"), (call_id, "answer")]
+    assert failures[0]["url"].endswith("/events")
+    assert failures[0]["fallback_url"].endswith("/backup")
+    assert failures[0]["error"] == "HTTP 500"
+    assert failures[0]["log_level"] == "warning"
