@@ -348,6 +348,8 @@ class Voice:
         self.require_active(call)
         for digit in digits:
             self.note(call, "pressed", digit)
+            if self._conference_keys(call, digit):
+                continue
             self.emit(call, "dtmf", tag=None, dtmfDigit=digit)
             if call.gather_id is None:
                 continue
@@ -363,6 +365,22 @@ class Voice:
                 self._finish_gather(gather, "max-digits")
             else:
                 self._arm_gather_timer(call, gather)
+
+    def _conference_keys(self, call: Call, digit: str) -> bool:
+        """With the ``interpret_digits`` profile the conference takes the keys: ``#`` leaves.
+
+        Returns:
+            True when the conference took the key (no ``dtmf`` event, no gather sees it).
+        """
+        if call.member_id is None:
+            return False
+        member = self.world.members[call.member_id]
+        conference = self.world.conferences[member.conference_id]
+        if member.state != "active" or conference.profile != "interpret_digits":
+            return False
+        if digit == "#":
+            self.remove_member(member)
+        return True
 
     def stop_gather(self, gather: Gather) -> None:
         """The app stops the gather (``state: completed``)."""

@@ -223,3 +223,27 @@ async def test_a_call_created_into_a_full_bridge_is_refused_and_never_rings(harn
     )
     assert (status, body["code"]) == (400, "bridge-callIds-overflow")
     assert len(await harness.ok("GET", "/calls")) == before
+
+
+async def test_with_interpret_digits_the_conference_takes_the_keys_and_hash_leaves(harness: Harness) -> None:
+    first, second = await two_calls(harness)
+    interpret = await harness.ok(
+        "POST", "/conferences", {"from": OURS, "callbackUrl": harness.receiver.url("/conf")}
+    )
+    passthru = await harness.ok(
+        "POST",
+        "/conferences",
+        {"from": OURS, "profile": "passthru_digits", "callbackUrl": harness.receiver.url("/conf")},
+    )
+    await harness.ok("POST", f"/conferences/{interpret}/members", {"callId": first})
+    await harness.ok("POST", f"/conferences/{passthru}/members", {"callId": second})
+    await harness.sim.settle()
+    harness.receiver.received.clear()
+    await harness.control("POST", f"/sim/calls/{first}/press", {"digits": "5#"})
+    await harness.control("POST", f"/sim/calls/{second}/press", {"digits": "5#"})
+    await harness.sim.settle()
+    assert harness.receiver.types(first, path="/events") == []
+    assert harness.receiver.types(second, path="/out") == ["dtmf", "dtmf"]
+    left = [e for e in harness.receiver.events("/conf") if e["eventType"] == "conference-member"]
+    assert [(e["callId"], e["state"]) for e in left] == [(first, "completed")]
+    assert (await harness.ok("GET", f"/conferences/{interpret}"))["state"] == "completed"

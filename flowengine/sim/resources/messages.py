@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from flowengine.sim.params import E164, Field, query_int, read_body
 from flowengine.sim.problems import ApiProblem, not_found, validation
-from flowengine.sim.rest import CALLBACK_FIELDS, ApiRequest, Reply, Route, created
+from flowengine.sim.rest import CALLBACK_FIELDS, ApiRequest, Reply, Route, created, read_target
 from flowengine.sim.state import Message
 from flowengine.typing import JSON, JSONObject
 
@@ -28,8 +28,6 @@ FIELDS = (
 
 
 def _accept(sim: Simulator, body: JSON) -> Message:
-    from flowengine.sim.rest import read_target
-
     fields = read_body("message", FIELDS, body)
     from_ = str(fields["from"])
     if sim.world.number(from_) is None:
