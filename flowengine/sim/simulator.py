@@ -18,6 +18,7 @@ from flowengine.sim.limits import Faults, RateLimiter
 from flowengine.sim.messaging import Messaging
 from flowengine.sim.params import E164
 from flowengine.sim.problems import ApiProblem
+from flowengine.sim.rooms import Rooms
 from flowengine.sim.state import Application, Call, Media, Message, PhoneNumber, Urls, World
 from flowengine.sim.voice import Voice
 from flowengine.typing import JSONObject, Seconds
@@ -51,6 +52,7 @@ class Simulator:
         self.learn_origin = not self.config.public_url
         self.dispatcher = CallbackDispatcher(self.clock.now, session)
         self.voice = Voice(self)
+        self.rooms = Rooms(self)
         self.messaging = Messaging(self)
         self.api_errors: list[JSONObject] = []
 

@@ -35,7 +35,7 @@ def create_bridge(sim: Simulator, req: ApiRequest) -> Reply:
     body = read_body("bridge", FIELDS, req.body)
     bridge = Bridge(sim.world.ids.new("brg"), sim.clock.now(), bool(body.get("bridgeAudio", True)))
     ids = _call_ids(body.get("callIds", []))
-    sim.voice.bridge_calls(bridge, ids)
+    sim.rooms.bridge_calls(bridge, ids)
     sim.world.bridges[bridge.id] = bridge
     # The reference's Location for a bridge reads /calls/{bridgeId}; the bridge's own URL is served.
     return created(sim.urls.of("bridges", bridge.id))
@@ -49,9 +49,9 @@ def update_bridge(sim: Simulator, req: ApiRequest) -> Reply:
     if "bridgeAudio" in body:
         bridge.bridge_audio = bool(body["bridgeAudio"])
     if "callIds" in body:
-        sim.voice.bridge_calls(bridge, _call_ids(body["callIds"]))
+        sim.rooms.bridge_calls(bridge, _call_ids(body["callIds"]))
     else:
-        sim.voice.refresh_bridge(bridge)
+        sim.rooms.refresh_bridge(bridge)
     return Reply()
 
 

@@ -18,8 +18,8 @@ from flowengine.sim.rest import (
     page,
     read_target,
 )
+from flowengine.sim.rooms import MAX_BRIDGE_CALLS
 from flowengine.sim.state import AudioItem, Call, Gather
-from flowengine.sim.voice import MAX_BRIDGE_CALLS
 from flowengine.typing import JSON, JSONObject
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def create_call(sim: Simulator, req: ApiRequest) -> Reply:
     if call.bridge_id is not None:
         bridge = sim.world.bridges[call.bridge_id]
         if call.id not in bridge.call_ids:
-            sim.voice.bridge_calls(bridge, [*bridge.call_ids, call.id])
+            sim.rooms.bridge_calls(bridge, [*bridge.call_ids, call.id])
     return created(sim.urls.of("calls", call.id))
 
 

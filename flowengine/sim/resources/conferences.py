@@ -58,7 +58,7 @@ def _member(sim: Simulator, req: ApiRequest) -> tuple[Conference, Member]:
 
 
 def _json(sim: Simulator, conference: Conference) -> object:
-    return conference.to_json(sim.urls, len(sim.voice.active_members(conference)))
+    return conference.to_json(sim.urls, len(sim.rooms.active_members(conference)))
 
 
 def create_conference(sim: Simulator, req: ApiRequest) -> Reply:
@@ -75,13 +75,13 @@ def create_conference(sim: Simulator, req: ApiRequest) -> Reply:
         profile=str(body.get("profile", "interpret_digits")),
         tag=tag if isinstance(tag, str) else None,
     )
-    sim.voice.create_conference(conference)
+    sim.rooms.create_conference(conference)
     return created(sim.urls.of("conferences", conference.id))
 
 
 def get_conference(sim: Simulator, req: ApiRequest) -> Reply:
     conference = _conference(sim, req)
-    return Reply(body=conference.to_json(sim.urls, len(sim.voice.active_members(conference))))
+    return Reply(body=conference.to_json(sim.urls, len(sim.rooms.active_members(conference))))
 
 
 def update_conference(sim: Simulator, req: ApiRequest) -> Reply:
@@ -101,7 +101,7 @@ def update_conference(sim: Simulator, req: ApiRequest) -> Reply:
     if "mute" in body:
         conference.mute = bool(body["mute"])
     if body.get("state") == "completed":
-        sim.voice.complete_conference(conference)
+        sim.rooms.complete_conference(conference)
     return Reply()
 
 
@@ -113,12 +113,12 @@ def conference_audio(sim: Simulator, req: ApiRequest) -> Reply:
             403, "forbidden", "conference-error", f"The conference {conference.id} has completed"
         )
     if body.get("sentence") == "" or body.get("fileUrl") == "":
-        sim.voice.conference_stop(conference)
+        sim.rooms.conference_stop(conference)
         return Reply()
     item = sim.voice.audio_item(body)
     if item is None:
         raise validation("An audio request needs a 'sentence' or a 'fileUrl'", "sentence")
-    sim.voice.conference_play(conference, item)
+    sim.rooms.conference_play(conference, item)
     return Reply()
 
 
@@ -135,7 +135,7 @@ def add_member(sim: Simulator, req: ApiRequest) -> Reply:
         mute=bool(body.get("mute", conference.mute)),
         hold=bool(body.get("hold", conference.hold)),
     )
-    sim.voice.add_member(conference, member)
+    sim.rooms.add_member(conference, member)
     return created(sim.urls.of("conferences", conference.id, "members", member.id))
 
 
@@ -165,9 +165,9 @@ def update_member(sim: Simulator, req: ApiRequest) -> Reply:
             setattr(member, name, bool(body[name]))
             changed = True
     if body.get("state") == "completed":
-        sim.voice.remove_member(member)
+        sim.rooms.remove_member(member)
     elif changed:
-        sim.voice.member_event(conference, member)
+        sim.rooms.member_event(conference, member)
     return Reply()
 
 
