@@ -28,9 +28,10 @@ is fed back as an event, so the flow's ``error`` handler (or the runtime's safe 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -208,6 +209,7 @@ class Dispatcher:
         # or not, of any leg) queues in the same lane: ``session:<id>``. Bounded; a miss only costs order
         # within this instance until the next commit (the store lock still serialises).
         self._lane_of: dict[str, str] = {}
+        self._conference_locks = _NamedLocks()
         self._timer_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------------------------ callbacks
@@ -253,9 +255,11 @@ class Dispatcher:
         lock = await self.store.acquire(session_id, owner=self.instance_id)
         try:
             if await self.store.seen(dedup):
+                await self._release(lock)
                 return Outcome("duplicate", "this callback was already handled", session_id), None
             record = await self.store.load(session_id)
             if record is None or record.ended:
+                await self._release(lock)
                 _log.info("callback.session_ended", session_id=session_id, event_type=routed.event_type)
                 return Outcome("ended", "the session has ended", session_id), None
             started = time.perf_counter()
@@ -273,10 +277,11 @@ class Dispatcher:
         """Commit a brand-new session; the caller has not taken a lock yet."""
         lock = await self.store.acquire(step.session_id, owner=self.instance_id)
         try:
-            if dedup is not None and await self.store.seen(dedup):
+            if (dedup is not None and await self.store.seen(dedup)) or await self.store.load(
+                step.session_id
+            ) is not None:
+                await self._release(lock)
                 return Outcome("duplicate", "this callback was already handled", step.session_id), None
-            if await self.store.load(step.session_id) is not None:
-                return Outcome("duplicate", "the session already exists", step.session_id), None
             started = time.perf_counter()
             step = _with_routes(step, routes)
             entries = await self._commit(lock, step, dedup=dedup, event_type=event_type)
@@ -351,7 +356,7 @@ class Dispatcher:
     # ---------------------------------------------------------------------------- commit and execute
 
     async def _commit(
-        self, lock: Lock, step: Step, *, dedup: str | None, event_type: str
+        self, lock: Lock, step: Step, *, dedup: str | None, event_type: str, was_ended: bool = False
     ) -> list[OutboxEntry]:
         version_hint = int(time.time_ns())
         entries = [
@@ -375,7 +380,7 @@ class Dispatcher:
             getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
                 "flow.log", message=message
             )
-        if step.ended:
+        if step.ended and not was_ended:
             self.metrics.active_sessions.dec()
             log.info("session.ended")
         return entries
@@ -390,40 +395,64 @@ class Dispatcher:
     def _then(self, lock: Lock, step: Step, entries: list[OutboxEntry]) -> Then:
         async def execute() -> None:
             try:
-                await self._execute(lock, step.snapshot, entries)
+                await self._execute(lock, step.snapshot, entries, ended=step.ended)
             finally:
                 await self._release(lock)
 
         return execute
 
-    async def _execute(self, lock: Lock, snapshot: JSONObject, entries: list[OutboxEntry]) -> None:
+    async def _execute(
+        self, lock: Lock, snapshot: JSONObject, entries: list[OutboxEntry], *, ended: bool
+    ) -> None:
         """Execute entries in order, feeding outcomes back to the runtime; the lock is held throughout."""
         queue = list(entries)
         session_id = lock.session_id
         while queue:
             entry = queue.pop(0)
-            outcome = await self._run_entry(entry.command, session_id)
-            done = [entry.id]
-            if outcome is None:
+            name = _conference_name(entry.command)
+            async with self._conference_locks.hold(name):
+                # One creation per conference name at a time in this instance: the feedback commit below
+                # registers ``conference-name:<name>`` before the next session looks it up.
+                outcome = await self._run_entry(entry.command, session_id)
+                done = [entry.id]
+                if outcome is None:
+                    await self.store.mark_done(session_id, done)
+                    continue
+                feedback, failed = outcome
+                if failed:
+                    done.extend(e.id for e in queue)
+                    if queue:
+                        _log.warning(
+                            "outbox.dropped_after_failure",
+                            session_id=session_id,
+                            dropped=len(queue),
+                        )
+                    queue = []
                 await self.store.mark_done(session_id, done)
-                continue
-            feedback, failed = outcome
-            if failed:
-                done.extend(e.id for e in queue)
-                if queue:
-                    _log.warning(
-                        "outbox.dropped_after_failure",
-                        session_id=session_id,
-                        dropped=len(queue),
-                    )
-                queue = []
-            await self.store.mark_done(session_id, done)
-            if feedback is None:
-                continue
-            lock = await self.store.renew(lock)
-            step = self.runtime.handle(snapshot, feedback, self._clock())
-            snapshot = step.snapshot
-            queue.extend(await self._commit(lock, step, dedup=None, event_type="result"))
+                if feedback is None:
+                    continue
+                lock = await self.store.renew(lock)
+                step = self.runtime.handle(snapshot, feedback, self._clock())
+                snapshot = step.snapshot
+                queue.extend(await self._commit(lock, step, dedup=None, event_type="result", was_ended=ended))
+                ended = ended or step.ended
+
+    async def _existing_conference(self, name: str) -> str | None:
+        """The id of a live conference another session created under ``name``, if any."""
+        owner = await self.store.lookup(f"{CONFERENCE_NAME_ROUTE}{name}")
+        if owner is None:
+            return None
+        record = await self.store.load(owner)
+        conference = record.snapshot.get("conference") if record is not None else None
+        conference_id = conference.get("id") if isinstance(conference, dict) else None
+        if not isinstance(conference_id, str) or not conference_id:
+            return None
+        try:
+            state = (await self.client.get_conference(conference_id)).get("state")
+        except CatapultError as exc:
+            _log.warning("conference.lookup_failed", conference=name, error=str(exc))
+            return None
+        return conference_id if state in ("created", "active") else None
 
     async def _run_entry(self, command: JSONObject, session_id: str) -> tuple[object | None, bool] | None:
         """Execute one entry; return (feedback event or None, failed) or None when nothing is to be fed back."""
@@ -437,6 +466,12 @@ class Dispatcher:
         return None
 
     async def _run_rest(self, command: JSONObject, session_id: str) -> tuple[object | None, bool] | None:
+        name = _conference_name(command)
+        if name is not None:
+            existing = await self._existing_conference(name)
+            if existing is not None:
+                _log.info("conference.shared", session_id=session_id, conference=name, conference_id=existing)
+                return self.runtime.result_event(command, existing, None), False
         method = str(command.get("method", "POST"))
         path = str(command.get("path", ""))
         operation = str(command.get("operation", ""))
@@ -539,7 +574,7 @@ class Dispatcher:
             await self._release(lock)
             return Outcome("handled", "nothing pending", session_id), None
         _log.info("outbox.resumed", session_id=session_id, entries=len(record.outbox))
-        step = Step(session_id=session_id, snapshot=record.snapshot)
+        step = Step(session_id=session_id, snapshot=record.snapshot, ended=record.ended)
         return Outcome("handled", "", session_id), self._then(lock, step, list(record.outbox))
 
     def start_timers(self) -> None:
@@ -573,9 +608,14 @@ class Dispatcher:
         lock = await self.store.acquire(timer.session_id, owner=self.instance_id)
         try:
             record = await self.store.load(timer.session_id)
-            if record is None or record.ended or await self.store.seen(timer.dedup_key):
+            if record is None or record.ended:
                 await self._release(lock)
                 return Outcome("ended", "", timer.session_id), None
+            if await self.store.seen(timer.dedup_key):
+                # already handled (by an instance that died before finishing it): just drop the timer
+                await self.store.commit(lock, snapshot=record.snapshot, timers_cancel=[timer.key])
+                await self._release(lock)
+                return Outcome("duplicate", "", timer.session_id), None
             step = self.runtime.handle(record.snapshot, self.runtime.timer_event(timer.key), self._clock())
             step = replace(step, timers_cancel=(timer.key, *step.timers_cancel))
             entries = await self._commit(lock, step, dedup=timer.dedup_key, event_type="timer")
@@ -592,6 +632,41 @@ class Dispatcher:
             self._timer_task = None
         if not await self._lanes.drain(timeout):
             _log.warning("shutdown.lanes_cancelled", timeout=timeout)
+
+
+CONFERENCE_NAME_ROUTE = "conference-name:"
+"""Route key prefix under which a session with a live conference is found by the conference's flow name."""
+
+
+def _conference_name(command: JSONObject) -> str | None:
+    name = command.get("conference_name")
+    if command.get("operation") == "createConference" and isinstance(name, str) and name:
+        return name
+    return None
+
+
+class _NamedLocks:
+    """asyncio locks by name, created on demand and dropped when free; ``hold(None)`` holds nothing."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str | None) -> AsyncIterator[None]:
+        if name is None:
+            yield
+            return
+        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
+        self._locks[name] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[name]
+            if users <= 1:
+                del self._locks[name]
+            else:
+                self._locks[name] = (lock, users - 1)
 
 
 def _with_routes(step: Step, routes: Sequence[str]) -> Step:

@@ -30,7 +30,14 @@ from flowengine.runtime.engine import Engine
 from flowengine.runtime.events import Cancel, CommandFailure, CommandResult, Event, TimerFired
 from flowengine.runtime.events import HttpResult as RuntimeHttpResult
 from flowengine.runtime.session import Session
-from flowengine.server.dispatcher import BadCallback, HttpResult, NoSuchFlow, Routed, Step
+from flowengine.server.dispatcher import (
+    CONFERENCE_NAME_ROUTE,
+    BadCallback,
+    HttpResult,
+    NoSuchFlow,
+    Routed,
+    Step,
+)
 from flowengine.typing import JSONObject, Seconds
 
 _CREATIONS_WITH_CALLBACKS = {
@@ -170,17 +177,18 @@ class EngineAdapter:
                 kind = _CREATIONS_WITH_CALLBACKS.get(command.operation)
                 if kind is not None and body is not None and not body.get("callbackUrl"):
                     body["callbackUrl"] = self._callbacks[kind]
-                entries.append(
-                    {
-                        "kind": "rest",
-                        "method": request.method,
-                        "path": request.path,
-                        "body": body,
-                        "operation": command.operation,
-                        "command_id": command.command_id,
-                        "result": command.command_id in pending,
-                    }
-                )
+                entry: JSONObject = {
+                    "kind": "rest",
+                    "method": request.method,
+                    "path": request.path,
+                    "body": body,
+                    "operation": command.operation,
+                    "command_id": command.command_id,
+                    "result": command.command_id in pending,
+                }
+                if isinstance(command, cmd.CreateConference):
+                    entry["conference_name"] = command.name
+                entries.append(entry)
             elif isinstance(command, cmd.HttpCall):
                 entries.append(
                     {
@@ -209,9 +217,19 @@ class EngineAdapter:
             entries=entries,
             timers_set=timers_set,
             timers_cancel=timers_cancel,
-            routes=session.route_keys(),
+            routes=_routes(session),
             ended=ended,
             logs=logs,
             flow=session.flow,
             state=session.state,
         )
+
+
+def _routes(session: Session) -> list[str]:
+    """The session's route keys, plus ``conference-name:<name>`` once it is in a conference, so that other
+    sessions joining a conference of that name find its id (see the dispatcher)."""
+    routes = session.route_keys()
+    conference = session.conference
+    if conference and conference.get("name") and conference.get("id"):
+        routes.append(f"{CONFERENCE_NAME_ROUTE}{conference['name']}")
+    return routes

@@ -108,7 +108,13 @@ class Phones:
 
     http: aiohttp.ClientSession
     sim_url: str
+    virtual: bool = False
+    step: float = 0.25
     calls: list[str] = field(default_factory=list)
+
+    async def advance(self, seconds: float) -> None:
+        """Move the simulator's virtual clock (its due events run; callbacks are delivered)."""
+        await self._json("POST", "/sim/clock/advance", {"seconds": seconds})
 
     async def _json(self, method: str, path: str, body: Any = None) -> Any:
         async with self.http.request(method, self.sim_url + path, json=body) as response:
@@ -164,5 +170,7 @@ class Phones:
             if last:
                 return last
             await asyncio.sleep(interval)
+            if self.virtual:
+                await self.advance(self.step)
         transcripts = {c: await self.transcript(c) for c in self.calls}
         raise AssertionError(f"timed out waiting for {what}; last={last!r}; transcripts={transcripts!r}")

@@ -95,13 +95,17 @@ class TestAnswers:
         second = await h.post(dtmf("c-6", "9"))
         assert (await first.json())["status"] == "handled"
         assert (await second.json())["status"] == "duplicate"
-        assert [e for s, e in h.runtime.handled if s == "s-c-6"] == ["start", "dtmf:9"]
+        # the duplicate released the session's lock: the next event is handled at once
+        third = await asyncio.wait_for(h.post(dtmf("c-6", "8")), timeout=2)
+        assert (await third.json())["status"] == "handled"
+        assert [e for s, e in h.runtime.handled if s == "s-c-6"] == ["start", "dtmf:9", "dtmf:8"]
 
     async def test_events_after_the_session_ended_are_ignored(self, make_harness: MakeHarness) -> None:
         h = await make_harness()
         await h.post(incoming("c-7"))
         await h.post({"eventType": "hangup", "callId": "c-7", "cause": "NORMAL_CLEARING", "time": "t1"})
-        response = await h.post(dtmf("c-7", "1"))
+        for n in range(3):  # each answer releases the lock: none waits for the others
+            response = await asyncio.wait_for(h.post(dtmf("c-7", "1", n)), timeout=2)
         assert (await response.json()) == {
             "status": "ignored",
             "reason": "the session has ended",
