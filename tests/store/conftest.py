@@ -114,8 +114,9 @@ def free_port() -> int:
 class RedisProcess:
     """A throwaway ``redis-server`` on a free loopback port, that a test stops and starts again."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, data_dir: Path | None = None) -> None:
         self.port = port
+        self.data_dir = data_dir
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -123,8 +124,13 @@ class RedisProcess:
         if binary is None:
             redis_missing("redis-server is not installed")
             return
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        if self.data_dir is None:
+            command += ["--appendonly", "no"]
+        else:  # keeps its data across a stop and start, like a production Redis
+            command += ["--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always"]
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -148,6 +154,17 @@ class RedisProcess:
 def unused_port() -> int:
     """A loopback TCP port nobody listens on (right now)."""
     return free_port()
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A throwaway redis-server with an append-only file, so its data survive a stop and start."""
+    data = tmp_path / "redis-data"
+    data.mkdir()
+    server = RedisProcess(free_port(), data)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

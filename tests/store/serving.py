@@ -194,6 +194,10 @@ class Phones:
     async def hangup(self, call_id: str) -> None:
         await self._request("POST", f"/sim/calls/{call_id}/hangup")
 
+    async def settle(self) -> None:
+        """Wait until every callback the simulator has queued was delivered or has failed."""
+        await self._request("POST", "/sim/settle")
+
     async def advance(self, seconds: float) -> None:
         await self._request("POST", "/sim/clock/advance", {"seconds": seconds})
 

@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 import pytest
@@ -138,3 +139,80 @@ async def test_two_instances_on_one_redis_take_turns_on_a_hundred_calls(
         for instance in instances:
             instance.stop(signal.SIGKILL)
         await balancer.stop()
+
+
+class RedisServer(Protocol):
+    port: int
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+async def test_serve_answers_503_while_redis_is_down_and_carries_on_when_it_returns(
+    tmp_path: Path, sim: Process, phones: Phones, durable_redis: RedisServer
+) -> None:
+    serve = serve_process(tmp_path, sim, f"redis://127.0.0.1:{durable_redis.port}/0?prefix=outage:")
+    serve.start()
+    try:
+        await serve.wait_for("/readyz")
+        await phones.provision(serve.url, [HOLD_NUMBER])
+        calls = [await phones.call(HOLD_NUMBER) for _ in range(20)]
+        holding, cut_off, waiting = calls[:10], calls[10:15], calls[15:]
+
+        async def every(calls: list[str], check: object) -> bool:
+            results = await asyncio.gather(*(check(phones, call) for call in calls))  # type: ignore[operator]
+            return all(results)
+
+        async def heard_hold(phones: Phones, call: str) -> bool:
+            return "Please hold." in await phones.heard(call)
+
+        await phones.until("every menu's gather is requested", lambda: every(calls, _gather_requested))
+        await asyncio.gather(*(phones.press(call, "1") for call in holding))
+        await phones.until("the first ten hold", lambda: every(holding, heard_hold))
+
+        durable_redis.stop()  # their hold timers fall due while Redis is away
+        await serve.wait_for("/readyz", status=503)
+        await serve.wait_for("/healthz")
+        # Callbacks keep coming while Redis is away. (The clock stands still: events of the holding calls
+        # would be lost like these, since the simulator, like the API, does not retry.)
+        await asyncio.gather(*(phones.press(call, "1") for call in cut_off))
+        await phones.settle()
+        failed = await phones.callbacks(status="failed")
+        statuses = {attempt["status"] for delivery in failed for attempt in delivery["attempts"]}
+        assert failed
+        assert statuses == {503}, failed
+        assert {delivery["event"]["callId"] for delivery in failed} >= set(cut_off)
+        await asyncio.sleep(1.2)  # past the holding calls' 1 s timers
+        await serve.wait_for("/readyz", status=503)
+        assert serve.alive()
+
+        durable_redis.start()
+        await serve.wait_for("/readyz")
+        await asyncio.gather(*(phones.press(call, "1") for call in waiting))
+        await phones.until(
+            "the holding and waiting calls end", lambda: every(holding + waiting, hung_up), pause=0.1
+        )
+        for call in holding + waiting:
+            assert await phones.heard(call) == HOLD_CALL_HEARD
+            await _no_request_twice(phones, call)
+
+        # The cut-off calls lost their key press, but their sessions are intact: a hangup is handled.
+        await asyncio.gather(*(phones.hangup(call) for call in cut_off))
+        await phones.advance(1)
+        for call in cut_off:
+            assert await phones.heard(call) == HOLD_CALL_HEARD[:2]
+        delivered = [
+            d for d in await phones.callbacks() if d["eventType"] == "hangup" and d["key"] in cut_off
+        ]
+        assert len(delivered) == len(cut_off)
+        assert all(d["attempts"][-1]["status"] == 200 for d in delivered), delivered
+
+        late = await phones.call(HOLD_NUMBER)
+        await phones.until("a new call reaches the menu", lambda: _gather_requested(phones, late))
+        await phones.press(late, "1")
+        await phones.until("the new call ends", lambda: hung_up(phones, late), pause=0.1)
+        assert await phones.heard(late) == HOLD_CALL_HEARD
+        assert serve.stop() == 0, serve.output()
+    finally:
+        serve.stop(signal.SIGKILL)
