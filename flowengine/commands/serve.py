@@ -104,6 +104,9 @@ async def serve(config: ServeConfig, stdout: TextIO, stderr: TextIO) -> int:
     stop = asyncio.Event()
     runners: list[web.AppRunner] = []
     sim_info: tuple[str, SimConfig] | None = None
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
     try:
         if config.uses_simulator:
             config, sim_info = await _start_simulator(config, runners)
@@ -123,10 +126,6 @@ async def serve(config: ServeConfig, stdout: TextIO, stderr: TextIO) -> int:
         if sim_info is not None:
             await _provision(config, numbers)
         _banner(config, flows, numbers, sim_info, stdout)
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(signum, stop.set)
 
         reloads: set[asyncio.Task[object]] = set()
 

@@ -1,0 +1,158 @@
+"""End to end: ``flowengine serve`` on its embedded simulator (the README's "run the main job" command),
+reloading flows on SIGHUP and on file change, graceful shutdown, and bad callbacks against the running
+server."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from .conftest import E2E_FLOWS, Deployment
+from .support import Phones, Process, free_port, start, wait_for_http
+
+pytestmark = pytest.mark.slow
+
+GREETING = "Welcome to the test line."
+
+
+def _serve_embedded(tmp_path: Path, *extra: str) -> tuple[Process, Path]:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    shutil.copy(E2E_FLOWS / "e2e-ivr.yaml", flows / "e2e-ivr.yaml")
+    port = free_port()
+    process = start(
+        "serve",
+        ["serve", str(flows), "--port", str(port), "--store", "memory", *extra],
+        tmp_path / "serve.log",
+        f"http://127.0.0.1:{port}",
+        env={"FLOWENGINE_USER_ID": "", "FLOWENGINE_TOKEN": "", "FLOWENGINE_SECRET": ""},
+    )
+    wait_for_http(process, "/readyz")
+    deadline = time.monotonic() + 10
+    while "place a test call" not in process.output():
+        assert time.monotonic() < deadline, f"no banner:\n{process.output()}"
+        time.sleep(0.02)
+    return process, flows / "e2e-ivr.yaml"
+
+
+def _sim_url(process: Process) -> str:
+    match = re.search(r"curl -s -X POST (http://127\.0\.0\.1:\d+)/sim/calls", process.output())
+    assert match, f"serve did not print how to place a test call:\n{process.output()}"
+    return match.group(1)
+
+
+async def _call_and_hear_greeting(phones: Phones, expected: str) -> None:
+    call = await phones.call("+13235550500", "+19195559001")
+
+    async def first_heard() -> str | None:
+        heard = await phones.heard(call)
+        return heard[0] if heard else None
+
+    assert await phones.until("the greeting", first_heard, timeout=20) == expected
+    await phones.hangup(call)
+
+
+class TestEmbeddedSimulator:
+    async def test_serve_prints_a_working_test_call_and_shuts_down_cleanly(self, tmp_path: Path) -> None:
+        process, _ = _serve_embedded(tmp_path)
+        try:
+            output = process.output()
+            assert "flow 'e2e-ivr' (voice): +19195559001" in output
+            match = re.search(r"-d '(\{.*?\})'", output)
+            assert match, output
+            placed = json.loads(match.group(1))
+            assert placed["to"] == "+19195559001"
+            async with aiohttp.ClientSession() as http:
+                phones = Phones(http, _sim_url(process))
+                call = await phones.call(placed["from"], placed["to"])
+
+                async def menu() -> bool:
+                    return "Press 1 to be transferred, or 2 to hang up." in await phones.heard(call)
+
+                await phones.until("the menu", menu, timeout=20)
+                await phones.press(call, "2")
+
+                async def goodbye() -> bool:
+                    return (await phones.heard(call))[-1:] == ["Goodbye."]
+
+                await phones.until("the goodbye", goodbye, timeout=20)
+        finally:
+            code = process.stop()
+        assert code == 0, process.output()
+        assert "shutdown.done" in process.output()
+
+
+class TestReload:
+    async def test_sighup_reloads_and_a_broken_file_keeps_the_old_version(self, tmp_path: Path) -> None:
+        process, flow = _serve_embedded(tmp_path, "--reload-interval", "0")
+        try:
+            async with aiohttp.ClientSession() as http:
+                phones = Phones(http, _sim_url(process))
+                await _call_and_hear_greeting(phones, GREETING)
+                flow.write_text(flow.read_text().replace(GREETING, "Welcome to version two."))
+                process.popen.send_signal(signal.SIGHUP)
+                await phones.until(
+                    "the reload", lambda: _logged(process, "flows.loaded", "replaced=['e2e-ivr']")
+                )
+                await _call_and_hear_greeting(phones, "Welcome to version two.")
+                flow.write_text(flow.read_text().replace("initial: greet", "initial: nowhere"))
+                process.popen.send_signal(signal.SIGHUP)
+                await phones.until(
+                    "the rejection", lambda: _logged(process, "flows.rejected", "e2e-ivr.yaml")
+                )
+                await _call_and_hear_greeting(phones, "Welcome to version two.")
+        finally:
+            assert process.stop() == 0, process.output()
+
+    async def test_a_changed_file_is_picked_up_without_a_signal(self, tmp_path: Path) -> None:
+        process, flow = _serve_embedded(tmp_path, "--reload-interval", "0.1")
+        try:
+            async with aiohttp.ClientSession() as http:
+                phones = Phones(http, _sim_url(process))
+                flow.write_text(flow.read_text().replace(GREETING, "Welcome to the polled version."))
+                await phones.until(
+                    "the reload", lambda: _logged(process, "flows.loaded", "replaced=['e2e-ivr']")
+                )
+                await _call_and_hear_greeting(phones, "Welcome to the polled version.")
+        finally:
+            assert process.stop() == 0, process.output()
+
+
+async def _logged(process: Process, event: str, needle: str) -> bool:
+    return any(event in line and needle in line for line in process.output().splitlines())
+
+
+class TestBadCallbacks:
+    async def test_bad_callbacks_get_their_documented_answers_and_the_server_keeps_serving(
+        self, deployment: Deployment, phones: Phones
+    ) -> None:
+        url = f"{deployment.serve.url}/callbacks/voice"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data=b"{broken", headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 400
+                assert (await r.json())["error"]["code"] == "malformed-body"
+            async with http.post(url, json={"eventType": "answer", "callId": ["c-x"]}) as r:
+                assert r.status == 400  # callId must be a string
+                error = (await r.json())["error"]
+                assert error["code"] == "invalid-event"
+                assert "callId" in error["message"]
+            async with http.post(url, json={"eventType": "hangup", "callId": "c-nobody", "cause": "X"}) as r:
+                assert (r.status, (await r.json())["status"]) == (200, "ignored")
+            async with http.post(url, json={"eventType": "teleport", "callId": "c-nobody"}) as r:
+                assert (r.status, (await r.json())["status"]) == (200, "ignored")
+            async with http.get(url, params={"eventType": "dtmf"}) as r:
+                assert r.status == 400
+        call = await phones.call("+13235550600", "+19195559001")
+
+        async def greeted() -> bool:
+            return GREETING in await phones.heard(call)
+
+        await phones.until("a normal call", greeted)
+        await phones.hangup(call)
