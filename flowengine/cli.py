@@ -30,6 +30,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("test", "flowengine.commands.test", "run scenario files against their flows on the simulator"),
     ("call", "flowengine.commands.call", "call (or text) a flow from the terminal, on the simulator"),
     ("sim", "flowengine.commands.sim", "run the Bandwidth v1 API simulator with scripted phones"),
+    ("graph", "flowengine.commands.graph", "draw a flow's states and transitions as Mermaid or DOT"),
 )
 
 EXIT_OK = 0
