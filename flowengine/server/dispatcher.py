@@ -407,8 +407,13 @@ class Dispatcher:
         """Execute entries in order, feeding outcomes back to the runtime; the lock is held throughout."""
         queue = list(entries)
         session_id = lock.session_id
+        renewed = time.monotonic()
         while queue:
             entry = queue.pop(0)
+            if time.monotonic() - renewed > lock.ttl / 3:
+                # Long executions (rate-limit waits, slow APIs) must not let the lock lapse under us.
+                lock = await self.store.renew(lock)
+                renewed = time.monotonic()
             name = _conference_name(entry.command)
             async with self._conference_locks.hold(name):
                 # One creation per conference name at a time in this instance: the feedback commit below
@@ -432,6 +437,7 @@ class Dispatcher:
                 if feedback is None:
                     continue
                 lock = await self.store.renew(lock)
+                renewed = time.monotonic()
                 step = self.runtime.handle(snapshot, feedback, self._clock())
                 snapshot = step.snapshot
                 queue.extend(await self._commit(lock, step, dedup=None, event_type="result", was_ended=ended))
