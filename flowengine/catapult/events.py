@@ -26,15 +26,21 @@ class CallbackEvent:
 
     def to_context(self) -> dict[str, Any]:
         """The event as template data: every field by its snake_case name (``from`` for ``from_``)."""
+        names = _CONTEXT_NAMES.get(type(self))
+        if names is None:
+            names = _CONTEXT_NAMES[type(self)] = tuple((f.name, f.name.rstrip("_")) for f in fields(self))
         out: dict[str, Any] = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, tuple):
+        for attribute, key in names:
+            value = getattr(self, attribute)
+            if type(value) is tuple:
                 value = list(value)
-            elif isinstance(value, Mapping):
+            elif type(value) is dict:
                 value = dict(value)
-            out[item.name.rstrip("_")] = value
+            out[key] = value
         return out
+
+
+_CONTEXT_NAMES: dict[type, tuple[tuple[str, str], ...]] = {}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from transitions import Machine
@@ -46,16 +46,33 @@ class Choice:
     kind: str
 
 
-@dataclass(slots=True)
 class Trial:
-    """The argument of one trigger: the template context for guards, the menu's digits and counters."""
+    """The argument of one trigger: the template context for guards (a mapping, or a function that builds
+    it when a guard first needs it), the menu's digits and counters, and the transition chosen."""
 
-    context: Mapping[str, Any]
-    digits: str = ""
-    noinput: int = 0
-    nomatch: int = 0
-    choice: Choice | None = None
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("_context", "choice", "digits", "noinput", "nomatch", "notes")
+
+    def __init__(
+        self,
+        context: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+        *,
+        digits: str = "",
+        noinput: int = 0,
+        nomatch: int = 0,
+    ) -> None:
+        self._context = context
+        self.digits = digits
+        self.noinput = noinput
+        self.nomatch = nomatch
+        self.choice: Choice | None = None
+        self.notes: list[str] = []
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        context = self._context
+        if callable(context):
+            context = self._context = context()
+        return context
 
 
 class _Cursor:

@@ -298,6 +298,20 @@ def _tag_role(tag: str | None) -> str | None:
     return None
 
 
+EventData = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+
+_KEYS: dict[tuple[str | None, str], tuple[str, ...]] = {}
+
+
+def _handler_keys(role: str | None, name: str) -> tuple[str, ...]:
+    keys = _KEYS.get((role, name))
+    if keys is None:
+        if len(_KEYS) > 4096:
+            _KEYS.clear()
+        keys = _KEYS[(role, name)] = vocabulary.handler_keys(role, name)
+    return keys
+
+
 def _describe(event: object) -> str:
     if isinstance(event, CallbackEvent):
         return event.event_type
@@ -321,6 +335,7 @@ class _Run:
         self.errors = 0
         self.event_data: dict[str, Any] = {}
         self.error_data: dict[str, Any] | None = None
+        self._ctx: dict[str, Any] | None = None
         session.updated_at = now
 
     # ---------------------------------------------------------------------------- plumbing
@@ -348,6 +363,9 @@ class _Run:
         self.session.pending[command_id] = [what, *detail]
 
     def context(self) -> dict[str, Any]:
+        """The template context (cached until :meth:`changed` says something it shows has changed)."""
+        if self._ctx is not None:
+            return self._ctx
         session = self.session
         ctx: dict[str, Any] = dict(session.vars)
         ctx["vars"] = session.vars
@@ -357,7 +375,12 @@ class _Run:
         ctx["legs"] = dict(session.legs or {})
         ctx["call"] = {"id": session.leg_call(model.CALLER), "from": session.their, "to": session.our}
         ctx["session"] = {"id": session.id, "flow": session.flow, "state": session.state}
+        self._ctx = ctx
         return ctx
+
+    def changed(self) -> None:
+        """Variables, legs, the state or the event changed: rebuild the template context when next needed."""
+        self._ctx = None
 
     def render(self, text: str) -> str:
         return templates.render(text, self.context())
@@ -377,14 +400,15 @@ class _Run:
         self.session.program = [["E", self.flow.initial]]
         self.run_program()
 
-    def dispatch(self, role: str | None, name: str, data: Mapping[str, Any]) -> bool:
-        """Hand a flow event to the handlers of the current state; returns whether one took it."""
+    def dispatch(self, role: str | None, name: str, data: EventData) -> bool:
+        """Hand a flow event to the handlers of the current state; returns whether one took it.
+
+        ``data`` (what templates see as ``event``) may be a function, called only when a handler listens.
+        """
         session = self.session
         if session.ended:
             return False
-        self.event_data = dict(data)
-        self.event_data.setdefault("name", name if role in (None, model.CALLER) else f"{role}.{name}")
-        keys = vocabulary.handler_keys(None if role in (None, model.CALLER) else role, name)
+        keys = _handler_keys(None if role in (None, model.CALLER) else role, name)
         state = self.flow.states.get(session.state)
         menu_event = None
         if (
@@ -394,10 +418,15 @@ class _Run:
             and name in ("gather.done", "gather.noinput")
         ):
             menu_event = name
+        elif not self.item.handles(session.state, keys):
+            return False
+        self.event_data = dict(data() if callable(data) else data)
+        self.event_data.setdefault("name", name if role in (None, model.CALLER) else f"{role}.{name}")
+        self.changed()
         counters = session.counters or {}
         trial = Trial(
-            self.context(),
-            digits=str(data.get("digits", "")),
+            self.context,
+            digits=str(self.event_data.get("digits", "")),
             noinput=counters.get(f"{session.state}.noinput", 0),
             nomatch=counters.get(f"{session.state}.nomatch", 0),
         )
@@ -442,15 +471,32 @@ class _Run:
             for key in [k for k in session.timers if k.startswith("after:")]:
                 del session.timers[key]
                 self.emit(cmd.CancelTimer(key=key))
-        if session.gathers:
-            for role, current in session.gathers.items():
-                gather_id = current[1]
-                call_id = self.live_call(role)
-                if gather_id and call_id:
-                    self.emit(
-                        cmd.StopGather(command_id=session.next_id("g"), call_id=call_id, gather_id=gather_id)
-                    )
-            session.gathers = None
+        for tag, entry in self.gathers():
+            gather_id = entry[2]
+            call_id = self.live_call(entry[1])
+            if gather_id and call_id:
+                self.emit(
+                    cmd.StopGather(command_id=session.next_id("g"), call_id=call_id, gather_id=gather_id)
+                )
+            self.forget(tag)
+
+    def gathers(self, role: str | None = None) -> list[tuple[str, list[str]]]:
+        """Gathers in progress (of ``role``): (tag, ``["gather", role, gather id or "", into]``)."""
+        pending = self.session.pending
+        if not pending:
+            return []
+        return [
+            (tag, entry)
+            for tag, entry in pending.items()
+            if entry[0] == "gather" and (role is None or entry[1] == role)
+        ]
+
+    def forget(self, command_id: str) -> None:
+        pending = self.session.pending
+        if pending is not None:
+            pending.pop(command_id, None)
+            if not pending:
+                self.session.pending = None
 
     def enter(self, name: str) -> None:
         session = self.session
@@ -465,6 +511,7 @@ class _Run:
         previous = session.state
         session.state = name
         session.entries += 1
+        self.changed()
         if state.menu is not None and previous != name and session.counters:
             session.counters.pop(f"{name}.noinput", None)
             session.counters.pop(f"{name}.nomatch", None)
@@ -612,6 +659,7 @@ class _Run:
                 self.end("error")
                 return
             self.item, self.flow = parent, parent.flow
+            self.changed()
             self.note(f"sub-flow done; back in {session.flow}")
             self.dispatch(None, "flow.done", {"vars": child_vars})
             return
@@ -637,7 +685,6 @@ class _Run:
                     session.set_status(role, "gone")
         session.program = None
         session.busy = None
-        session.gathers = None
         session.deferred = None
         session.ended = True
         session.end_reason = reason
@@ -655,6 +702,7 @@ class _Run:
             self.end("error")
             return
         self.error_data = {"code": code, "message": message, "operation": operation}
+        self.changed()
         if self.dispatch(None, "error", self.error_data):
             return
         text = self.flow.defaults.on_error
@@ -675,6 +723,7 @@ class _Run:
             if role is not None and isinstance(call_id, str) and session.legs is not None:
                 if role in session.legs and not session.legs[role]:
                     session.legs[role] = call_id
+                    self.changed()
                 else:
                     role = None
         return role
@@ -686,9 +735,7 @@ class _Run:
             return
         handler(self, event)
 
-    def flow_event(
-        self, role: str | None, name: str, data: Mapping[str, Any], *, quiet: bool = False
-    ) -> None:
+    def flow_event(self, role: str | None, name: str, data: EventData, *, quiet: bool = False) -> None:
         if not self.dispatch(role, name, data) and not quiet:
             label = name if role in (None, model.CALLER) else f"{role}.{name}"
             self.note(f"{label} (no handler)")
@@ -699,7 +746,7 @@ class _Run:
             self.note(f"answer for unknown call {event.call_id}")
             return
         self.session.set_status(role, "up")
-        self.flow_event(role, "answer", event.to_context())
+        self.flow_event(role, "answer", event.to_context)
         self.try_deferred()
 
     def on_timeout(self, event: TimeoutEvent) -> None:
@@ -708,7 +755,7 @@ class _Run:
             self.note(f"timeout for unknown call {event.call_id}")
             return
         self.session.set_status(role, "gone")
-        self.flow_event(role, "timeout", event.to_context())
+        self.flow_event(role, "timeout", event.to_context)
         self.after_leg_gone(role, "timeout")
 
     def on_hangup(self, event: HangupEvent) -> None:
@@ -723,8 +770,8 @@ class _Run:
         session.set_status(role, "gone")
         if session.busy:
             session.busy.pop(role, None)
-        if session.gathers:
-            session.gathers.pop(role, None)
+        for tag, _entry in self.gathers(role):
+            self.forget(tag)
         name = vocabulary.HANGUP_CAUSES.get(event.cause, "hangup.failed")
         data = event.to_context()
         if role == model.CALLER and was == "transferred":
@@ -781,7 +828,7 @@ class _Run:
             return
         kind = "speak" if isinstance(event, SpeakEvent) else "playback"
         if event.status == "started":
-            self.flow_event(role, f"{kind}.started", event.to_context(), quiet=True)
+            self.flow_event(role, f"{kind}.started", event.to_context, quiet=True)
             return
         if event.status != "done":
             self.note(f"{kind} status {event.status!r} ignored")
@@ -800,7 +847,7 @@ class _Run:
         self.run_program()
         if session.ended or session.program or (session.busy and role in session.busy):
             return
-        self.flow_event(role, f"{kind}.done", event.to_context(), quiet=True)
+        self.flow_event(role, f"{kind}.done", event.to_context, quiet=True)
 
     def on_dtmf(self, event: DtmfEvent) -> None:
         role = self.role_for(event)
@@ -816,19 +863,13 @@ class _Run:
         if role is None:
             self.note(f"gather for unknown call {event.call_id}")
             return
-        current = (session.gathers or {}).get(role)
-        if current is None or (event.tag is not None and event.tag != current[0]):
+        current = self.gathers(role)
+        if not current or (event.tag is not None and event.tag != current[0][0]):
             self.note("stale gather event ignored")
             return
-        assert session.gathers is not None
-        del session.gathers[role]
-        if session.pending:
-            session.pending.pop(current[0], None)
-            if not session.pending:
-                session.pending = None
-        if not session.gathers:
-            session.gathers = None
-        into = current[2] if len(current) > 2 else ""
+        tag, entry = current[0]
+        self.forget(tag)
+        into = entry[3] if len(entry) > 3 else ""
         if event.reason == "hung-up":
             name = "gather.hungup"
         elif event.digits:
@@ -837,7 +878,8 @@ class _Run:
             name = "gather.noinput"
         if into and name == "gather.done":
             session.vars[into] = event.digits
-        self.flow_event(role, name, event.to_context())
+            self.changed()
+        self.flow_event(role, name, event.to_context)
 
     def on_recording(self, event: RecordingEvent) -> None:
         session = self.session
@@ -871,14 +913,14 @@ class _Run:
                 if entry[0] == "transcription" and entry[-1] == event.recording_id:
                     del session.pending[key]
         status = "completed" if event.status in ("completed", "complete") else "error"
-        self.flow_event(role, f"transcription.{status}", event.to_context())
+        self.flow_event(role, f"transcription.{status}", event.to_context)
         self.drain_check()
 
     def on_conference(self, event: ConferenceEvent) -> None:
         if event.status not in ("created", "completed"):
             self.note(f"conference status {event.status!r} ignored")
             return
-        self.flow_event(None, f"conference.{event.status}", event.to_context(), quiet=True)
+        self.flow_event(None, f"conference.{event.status}", event.to_context, quiet=True)
 
     def on_member(self, event: ConferenceMemberEvent) -> None:
         session = self.session
@@ -945,18 +987,20 @@ class _Run:
             return
         parts = key.split(":")
         if parts[0] == "after" and len(parts) == 4 and parts[1] == session.state:
-            trial = Trial(self.context())
+            trial = Trial(self.context)
             choice = self.item.fire(session.state, f"t:{parts[2]}", trial)
             for text in trial.notes:
                 self.note(text)
             if choice is not None:
                 self.event_data = {"name": "after", "timer": int(parts[2])}
+                self.changed()
                 self.take(choice.kind, choice.address, choice.target, f"after {parts[2]}")
                 return
         self.note(f"timer {key} had no transition")
 
     def on_result(self, result: CommandResult) -> None:
         session = self.session
+        self.changed()
         entry = (session.pending or {}).pop(result.command_id, None)
         if session.pending is not None and not session.pending:
             session.pending = None
@@ -983,10 +1027,10 @@ class _Run:
             if not legs.get(role):
                 session.set_leg(role, resource, session.status_of(role) or "dialling")
         elif what == "gather":
-            role = entry[1]
-            current = (session.gathers or {}).get(role)
-            if current is not None and current[0] == result.command_id:
-                current[1] = resource
+            # Still in progress until its `gather` event: keep it, now with its id (to stop it if need be).
+            if session.pending is None:
+                session.pending = {}
+            session.pending[result.command_id] = ["gather", entry[1], resource, *entry[3:]]
         elif what == "bridge":
             session.bridge = resource or None
         elif what == "conference":
@@ -1021,6 +1065,7 @@ class _Run:
         if result.ok:
             if into:
                 session.vars[into] = result.json if result.json is not None else result.text
+                self.changed()
             self.flow_event(None, "http.ok", data)
         else:
             self.flow_event(None, "http.error", data)
@@ -1191,10 +1236,7 @@ def _do_gather(run: _Run, action: model.Gather) -> None:
         )
     )
     if sent:
-        if session.gathers is None:
-            session.gathers = {}
-        session.gathers[action.leg] = [tag, "", action.into or ""]
-        run.expect(tag, "gather", action.leg)
+        run.expect(tag, "gather", action.leg, "", action.into or "")
 
 
 def _do_send_dtmf(run: _Run, action: model.SendDtmf) -> None:
@@ -1418,6 +1460,7 @@ def _do_set(run: _Run, action: model.SetVars) -> None:
         run.session.vars[name] = rendered
         context[name] = rendered
         context["vars"] = run.session.vars
+    run.changed()
 
 
 def _do_log(run: _Run, action: model.Log) -> None:
@@ -1458,6 +1501,7 @@ def _do_start_flow(run: _Run, action: model.StartFlow) -> None:
     session.flow_hash = child.source_hash
     session.vars = {**(dict(child.flow.vars) if child.flow.vars else {}), **dict(values or {})}
     run.item, run.flow = child, child.flow
+    run.changed()
     run.note(f"sub-flow {child.flow.name}")
     session.program = [["E", child.flow.initial]]
 

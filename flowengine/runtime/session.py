@@ -36,8 +36,8 @@ class Session:
         timers: timer key -> due time.
         program: actions still to run (frames), blocked while ``busy`` audio plays.
         busy: role -> tag of the audio item playing on that leg.
-        gathers: role -> [tag, gather id or ""] of the gather in progress.
-        pending: command id -> [what, detail...] for commands whose result matters.
+        pending: command id -> [what, detail...] for commands whose result matters; a gather stays here
+            (``["gather", role, gather id or "", into]``) until its ``gather`` event arrives.
         recordings: recording id -> role, and ``recording`` role -> settings of a recording in progress.
         conference: ``{"name", "id", "members": {role: member id}}`` once joined.
         bridge: the bridge id.
@@ -62,7 +62,6 @@ class Session:
     timers: dict[str, Seconds] | None = None
     program: list[list[Any]] | None = None
     busy: dict[str, str] | None = None
-    gathers: dict[str, list[str]] | None = None
     pending: dict[str, list[str]] | None = None
     recordings: dict[str, str] | None = None
     recording: dict[str, JSONObject] | None = None
@@ -122,6 +121,13 @@ class Session:
         if self.leg_status is None:
             self.leg_status = {}
         self.leg_status[role] = status
+
+    def gather_tag(self, role: str) -> str | None:
+        """The tag of the gather in progress on ``role``'s leg, if any."""
+        for tag, entry in (self.pending or {}).items():
+            if entry[0] == "gather" and entry[1] == role:
+                return tag
+        return None
 
     def route_keys(self) -> list[str]:
         """Every route key that leads to this session (see ``Engine.session_key``)."""

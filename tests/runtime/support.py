@@ -217,8 +217,8 @@ class Driver:
         return self.audio_done(role, "playback")
 
     def gather(self, digits: str = "", reason: str | None = None, role: str = "caller") -> list[str]:
-        current = (self.session.gathers or {}).get(role)
-        assert current is not None, f"no gather in progress on {role}"
+        tag = self.session.gather_tag(role)
+        assert tag is not None, f"no gather in progress on {role}"
         if reason is None:
             reason = "max-digits" if digits else "inter-digit-timeout"
         data = {
@@ -228,7 +228,7 @@ class Driver:
             "reason": reason,
             "callId": self.call_id(role),
             "gatherId": f"g-{self.now:g}",
-            "tag": current[0],
+            "tag": tag,
             "time": "2014-07-31T01:01:27Z",
         }
         return self.send(data)

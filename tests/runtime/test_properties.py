@@ -62,7 +62,7 @@ def _events(driver: Driver, draw: Any) -> list[object]:
                 {"eventType": kind, "callId": call_id, "status": "done", "tag": busy or f"{session.id}|a0"}
             )
             options.append({"eventType": kind, "callId": call_id, "status": "started", "tag": busy})
-        current = (session.gathers or {}).get(role)
+        current = session.gather_tag(role)
         digits = draw(st.sampled_from(DIGITS))
         reason = draw(st.sampled_from(["max-digits", "terminating-digit", "inter-digit-timeout", "hung-up"]))
         options.append(
@@ -71,7 +71,7 @@ def _events(driver: Driver, draw: Any) -> list[object]:
                 "callId": call_id,
                 "digits": digits,
                 "reason": reason,
-                "tag": current[0] if current else None,
+                "tag": current,
             }
         )
         options.append(
