@@ -26,18 +26,19 @@ CONTEXT_NAMES = frozenset({"vars", "call", "event", "legs", "env", "error"})
 _JINJA_WORDS = frozenset(
     {"true", "false", "none", "True", "False", "None", "not", "and", "or", "in", "is", "if", "else"}
 )
-_SIMPLE_REF = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\])*"
-_SIMPLE_TEMPLATE_PART = re.compile(r"\{\{-?\s*(" + _SIMPLE_REF + r")\s*-?\}\}")
-_LITERAL = r"(?:-?[0-9]+(?:\.[0-9]+)?|'[^'\\{}%]*'|\"[^\"\\{}%]*\")"
-_SIMPLE_EXPRESSION = re.compile(
-    r"\s*(?:not\s+)?("
-    + _SIMPLE_REF
-    + r")\s*(?:(?:==|!=|<=|>=|<|>)\s*(?:"
-    + _LITERAL
-    + r"|("
-    + _SIMPLE_REF
-    + r")))?\s*\Z"
+_CONSTANTS = frozenset({"true", "false", "none", "True", "False", "None"})
+# The tokens of a "simple" expression: operands joined by comparison, arithmetic and boolean operators.
+# Any sequence of them that alternates operand/operator is valid Jinja, so it needs no parser.
+_SIMPLE_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<ref>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\])*)
+      | (?P<number>[0-9]+(?:\.[0-9]+)?)
+      | (?P<string>'[^'\\{}%]*'|"[^"\\{}%]*")
+      | (?P<op>==|!=|<=|>=|//|[<>+\-*/%~])
+    )""",
+    re.VERBOSE,
 )
+_TEMPLATE_PART = re.compile(r"\{\{-?(.*?)-?\}\}", re.DOTALL)
 _ENV_ATTR = re.compile(r"\benv\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
 
 # Actions that only make sense on a call.
@@ -70,16 +71,43 @@ class _Analysis:
     line: int = 1
 
 
+def _simple_names(src: str) -> frozenset[str] | None:
+    """The names a simple expression reads, or None when it is not simple (then Jinja must parse it)."""
+    names: set[str] = set()
+    position, expect_operand = 0, True
+    while True:
+        match = _SIMPLE_TOKEN.match(src, position)
+        if match is None:
+            break
+        position = match.end()
+        ref, op = match["ref"], match["op"]
+        if expect_operand:
+            if ref == "not":
+                continue
+            if op is not None or ref in ("and", "or", "in", "is", "if", "else"):
+                return None
+            if ref is not None and ref not in _CONSTANTS:
+                names.add(ref.split(".", 1)[0].split("[", 1)[0])
+            expect_operand = False
+        else:
+            if op is None and ref not in ("and", "or"):
+                return None
+            expect_operand = True
+    if src[position:].strip() or expect_operand:
+        return None
+    return frozenset(names)
+
+
 @functools.lru_cache(maxsize=16384)
 def analyze_template(src: str) -> _Analysis:
     """Names and ``env`` keys a template reads, or why it does not parse (cached by source text)."""
     env_keys = frozenset(a or b for a, b in _ENV_ATTR.findall(src))
     if "{%" not in src and "{#" not in src:
-        parts = _SIMPLE_TEMPLATE_PART.findall(src)
-        if parts and len(parts) == src.count("{{") and src.count("}}") == len(parts):
-            heads = {part.split(".", 1)[0].split("[", 1)[0] for part in parts}
-            if not heads & _JINJA_WORDS:
-                return _Analysis(frozenset(heads), env_keys, None)
+        parts = _TEMPLATE_PART.findall(src)
+        if parts and len(parts) == src.count("{{") == src.count("}}"):
+            found = [_simple_names(part) for part in parts]
+            if all(names is not None for names in found):
+                return _Analysis(frozenset().union(*(n for n in found if n is not None)), env_keys, None)
     try:
         templates.check_template(src)
         names = templates.template_names(src)
@@ -92,11 +120,9 @@ def analyze_template(src: str) -> _Analysis:
 def analyze_expression(src: str) -> _Analysis:
     """Names and ``env`` keys a ``when`` expression reads, or why it does not parse (cached by source)."""
     env_keys = frozenset(a or b for a, b in _ENV_ATTR.findall(src))
-    match = _SIMPLE_EXPRESSION.match(src)
-    if match:
-        heads = {ref.split(".", 1)[0].split("[", 1)[0] for ref in match.groups() if ref}
-        if not heads & _JINJA_WORDS:
-            return _Analysis(frozenset(heads), env_keys, None)
+    names = _simple_names(src)
+    if names is not None:
+        return _Analysis(names, env_keys, None)
     try:
         templates.check_expression(src)
         names = templates.expression_names(src)
@@ -117,9 +143,10 @@ class _Linter:
         self.data = document.data
         self.found: list[Diagnostic] = []
         # Read from the data rather than the model: a partial flow (the schema failed) may lack some actions.
-        self.roles = {role for _, role in _roles(self.data)}
-        self.variables = set(flow.vars) | {name for _, name in _assignments(self.data)}
-        self.targets = _state_targets_in(self.data)
+        self.walk = _Walk(self.data)
+        self.roles = {role for _, role in _roles(self.walk)}
+        self.variables = set(flow.vars) | {name for _, name in _assignments(self.walk)}
+        self.targets = _state_targets_in(self.walk)
 
     def report(
         self, path: JsonPath, severity: Severity, message: str, code: str, *, at_key: bool = False
@@ -155,10 +182,10 @@ class _Linter:
         for name in self.flow.vars:
             if name in CONTEXT_NAMES:
                 self.report(("vars", name), "error", _reserved_var(name), "reserved", at_key=True)
-        for path, name in _assignments(self.data):
+        for path, name in _assignments(self.walk):
             if name in CONTEXT_NAMES:
                 self.report(path, "error", _reserved_var(name), "reserved", at_key=path[-1] == name)
-        for path, role in _roles(self.data):
+        for path, role in _roles(self.walk):
             if role == model.CALLER or role in vocabulary.HANDLER_NAMES:
                 message = f"the role {role!r} is taken ({'the first leg' if role == model.CALLER else 'an event name'}); choose another name for the leg"
                 self.report(path, "error", message, "role")
@@ -169,7 +196,7 @@ class _Linter:
         known = set(self.flow.states)
         if self.flow.initial not in known:
             self.report(("initial",), "error", self._unknown_state(self.flow.initial), "unknown-target")
-        for path, target in _targets(self.data):
+        for path, target in _targets(self.walk):
             if target != model.END and target not in known:
                 self.report(path, "error", self._unknown_state(target), "unknown-target")
 
@@ -247,7 +274,7 @@ class _Linter:
             )
             self.report(path, "error", f"unknown event {event!r}{hint}{extra}", "unknown-event", at_key=True)
             return
-        specs = [spec for spec in vocabulary.EVENTS if _covers(name, spec.name)]
+        specs = _specs_under(name)
         if leg is not None:
             specs = [spec for spec in specs if spec.per_leg]
             if not specs:
@@ -302,14 +329,14 @@ class _Linter:
 
     def check_legs_and_kinds(self) -> None:
         legs = self.roles | {model.CALLER}
-        for path, leg in _leg_refs(self.data):
+        for path, leg in _leg_refs(self.walk):
             if leg not in legs:
                 match = difflib.get_close_matches(leg, sorted(legs), n=1, cutoff=0.6)
                 hint = f" (did you mean {match[0]!r}?)" if match else ""
                 message = f"unknown leg {leg!r}{hint}: use caller or a role named by a dial's `as`"
                 self.report(path, "error", message, "unknown-leg")
         if self.flow.kind == "messaging":
-            for path, name in _action_items(self.data):
+            for path, name in _action_items(self.walk):
                 if _MAKER_TYPES.get(name) in _VOICE_ACTIONS:
                     message = f"{name!r} is a call action; a messaging flow can use send_message, reply, http, set, log and start_flow"
                     self.report(path, "error", message, "kind")
@@ -334,7 +361,7 @@ class _Linter:
     def check_templates(self) -> None:
         allowed = CONTEXT_NAMES | self.variables
         env = set(self.flow.env)
-        for path, src, is_expression in _template_strings(self.data):
+        for path, src, is_expression in _template_strings(self.walk):
             analysis = analyze_expression(src) if is_expression else analyze_template(src)
             what = "expression" if is_expression else "template"
             if analysis.error is not None:
@@ -362,8 +389,10 @@ def _reserved_var(name: str) -> str:
     return f"{name!r} is a reserved name in templates ({', '.join(sorted(CONTEXT_NAMES))}); name the variable otherwise"
 
 
-def _covers(handler: str, event: str) -> bool:
-    return event == handler or event.startswith(handler + ".")
+@functools.cache
+def _specs_under(handler: str) -> list[vocabulary.EventSpec]:
+    """The events a handler name catches (``hangup`` catches ``hangup.busy`` and the rest)."""
+    return [spec for spec in vocabulary.EVENTS if spec.name == handler or spec.name.startswith(handler + ".")]
 
 
 _LEG_EVENTS = sorted({spec.name for spec in vocabulary.EVENTS if spec.per_leg})
@@ -455,6 +484,29 @@ def _transition_nodes(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, Any]]
         yield from _expand(("on", event), value)
 
 
+class _Walk:
+    """One pass over the data, collecting what the checks look at (each check used to walk it again)."""
+
+    __slots__ = ("action_bodies", "action_lists", "data", "transitions")
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = data
+        self.transitions = list(_transition_nodes(data))
+        self.action_lists: list[tuple[JsonPath, list[Any]]] = []
+        for path, state in _states(data):
+            if isinstance(state.get("do"), list):
+                self.action_lists.append(((*path, "do"), state["do"]))
+        for path, value in self.transitions:
+            if isinstance(value, dict) and isinstance(value.get("do"), list):
+                self.action_lists.append(((*path, "do"), value["do"]))
+        self.action_bodies: list[tuple[JsonPath, str, Any]] = []
+        for path, actions in self.action_lists:
+            for index, item in enumerate(actions):
+                if isinstance(item, dict) and item:
+                    name, body = next(iter(item.items()))
+                    self.action_bodies.append(((*path, index, name), name, body))
+
+
 def _expand(path: JsonPath, value: Any) -> Iterator[tuple[JsonPath, Any]]:
     if isinstance(value, list):
         for index, item in enumerate(value):
@@ -463,35 +515,26 @@ def _expand(path: JsonPath, value: Any) -> Iterator[tuple[JsonPath, Any]]:
         yield path, value
 
 
-def _targets(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, str]]:
-    for path, value in _transition_nodes(data):
+def _targets(walk: _Walk) -> Iterator[tuple[JsonPath, str]]:
+    for path, value in walk.transitions:
         if isinstance(value, str):
             yield path, value
         elif isinstance(value, dict) and isinstance(value.get("goto"), str):
             yield (*path, "goto"), value["goto"]
 
 
-def _state_targets_in(data: Mapping[str, Any]) -> dict[str | None, set[str]]:
+def _state_targets_in(walk: _Walk) -> dict[str | None, set[str]]:
     """Targets by state name (None: the flow-wide handlers)."""
     out: dict[str | None, set[str]] = {}
-    for path, target in _targets(data):
+    for path, target in _targets(walk):
         owner = cast(str, path[1]) if path[0] == "states" else None
         out.setdefault(owner, set()).add(target)
     return out
 
 
-def _action_lists(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, list[Any]]]:
-    for path, state in _states(data):
-        if isinstance(state.get("do"), list):
-            yield (*path, "do"), state["do"]
-    for path, value in _transition_nodes(data):
-        if isinstance(value, dict) and isinstance(value.get("do"), list):
-            yield (*path, "do"), value["do"]
-
-
-def _action_items(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, str]]:
+def _action_items(walk: _Walk) -> Iterator[tuple[JsonPath, str]]:
     """``(path, action name)`` of every action, the path pointing at the action's list item."""
-    for path, actions in _action_lists(data):
+    for path, actions in walk.action_lists:
         for index, item in enumerate(actions):
             if isinstance(item, str):
                 yield (*path, index), item
@@ -499,35 +542,27 @@ def _action_items(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, str]]:
                 yield (*path, index), next(iter(item))
 
 
-def _action_bodies(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, str, Any]]:
-    for path, actions in _action_lists(data):
-        for index, item in enumerate(actions):
-            if isinstance(item, dict) and item:
-                name, body = next(iter(item.items()))
-                yield (*path, index, name), name, body
-
-
-def _assignments(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, str]]:
-    for path, name, body in _action_bodies(data):
+def _assignments(walk: _Walk) -> Iterator[tuple[JsonPath, str]]:
+    for path, name, body in walk.action_bodies:
         if name == "set" and isinstance(body, dict):
             for key in body:
                 yield (*path, key), key
         elif isinstance(body, dict) and isinstance(body.get("into"), str):
             yield (*path, "into"), body["into"]
-    for path, state in _states(data):
+    for path, state in _states(walk.data):
         menu = state.get("menu")
         if isinstance(menu, dict) and isinstance(menu.get("into"), str):
             yield (*path, "menu", "into"), menu["into"]
 
 
-def _roles(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, str]]:
-    for path, name, body in _action_bodies(data):
+def _roles(walk: _Walk) -> Iterator[tuple[JsonPath, str]]:
+    for path, name, body in walk.action_bodies:
         if name == "dial" and isinstance(body, dict) and isinstance(body.get("as"), str):
             yield (*path, "as"), body["as"]
 
 
-def _leg_refs(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, str]]:
-    for path, name, body in _action_bodies(data):
+def _leg_refs(walk: _Walk) -> Iterator[tuple[JsonPath, str]]:
+    for path, name, body in walk.action_bodies:
         if name == "bridge":
             legs = body.get("legs") if isinstance(body, dict) else body
             if isinstance(legs, list):
@@ -544,12 +579,13 @@ def _leg_refs(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, str]]:
 _NOT_TEMPLATES = frozenset({"goto", "as", "leg", "into", "method", "level", "file_format", "description"})
 
 
-def _template_strings(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, str, bool]]:
+def _template_strings(walk: _Walk) -> Iterator[tuple[JsonPath, str, bool]]:
     """``(path, source, is_expression)`` for every template and ``when`` expression of the flow."""
-    for path, value in _transition_nodes(data):
+    data = walk.data
+    for path, value in walk.transitions:
         if isinstance(value, dict) and isinstance(value.get("when"), str):
             yield (*path, "when"), value["when"], True
-    for path, actions in _action_lists(data):
+    for path, actions in walk.action_lists:
         yield from _strings(path, actions)
     for path, state in _states(data):
         menu = state.get("menu")
