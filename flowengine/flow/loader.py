@@ -41,12 +41,12 @@ class _NoResolve:
 
 try:  # libyaml is ~7x faster; the pure-Python loader gives the same nodes and marks
 
-    class _Loader(_NoResolve, yaml.CSafeLoader):  # type: ignore[misc]
+    class _Loader(_NoResolve, yaml.CSafeLoader):
         pass
 
 except AttributeError:  # pragma: no cover - pyyaml built without libyaml
 
-    class _Loader(_NoResolve, yaml.SafeLoader):  # type: ignore[no-redef, misc]
+    class _Loader(_NoResolve, yaml.SafeLoader):  # type: ignore[no-redef]
         pass
 
 
