@@ -20,7 +20,6 @@ import asyncio
 import base64
 import binascii
 import hmac
-import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Final
 
@@ -69,9 +68,9 @@ _STATUS_BY_OUTCOME: Final = {
 
 def default_runtime_factory(flows: Mapping[str, Flow], config: ServeConfig) -> ReloadableRuntime:
     """The runtime adapter over ``flowengine.runtime.engine.Engine``."""
-    module = importlib.import_module("flowengine.server.runtime_adapter")
-    adapter: ReloadableRuntime = module.EngineAdapter(flows, config)
-    return adapter
+    from flowengine.server.runtime_adapter import EngineAdapter
+
+    return EngineAdapter(flows, config)
 
 
 def create_app(

@@ -25,10 +25,9 @@ Loader = Callable[[Path], Flow]
 
 def default_loader(path: Path) -> Flow:
     """Read, validate and build one flow file (``flowengine.flow.read_flow``)."""
-    from flowengine.flow import read_flow  # type: ignore[attr-defined,unused-ignore]
+    from flowengine.flow import read_flow
 
-    flow: Flow = read_flow(path)
-    return flow
+    return read_flow(path)
 
 
 @dataclass(frozen=True, slots=True)

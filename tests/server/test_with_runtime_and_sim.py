@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from flowengine.catapult.client import CatapultClient
@@ -67,17 +68,19 @@ FAST = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _listening_socket() -> socket.socket:
+    """A bound socket, so the server's URL is known before its app is built (as ``serve`` does)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    sock.setblocking(False)
+    return sock
 
 
 @dataclass
 class Stack:
     sim: Simulator
-    server: TestServer
+    server_url: str
     http: aiohttp.ClientSession
 
     async def heard(self, call_id: str) -> list[str]:
@@ -108,7 +111,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "ivr.yaml").write_text(IVR)
-    port = _free_port()
+    sock = _listening_socket()
+    port = sock.getsockname()[1]
     config = ServeConfig(
         flows_dir=flows,
         port=port,
@@ -120,10 +124,9 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         executions_token=EXEC_TOKEN,
         reload_interval=0,
     )
-    server = TestServer(
-        create_app(config, store=MemoryStore(), timer_interval=0.01), host="127.0.0.1", port=port
-    )
-    await server.start_server()
+    runner = web.AppRunner(create_app(config, store=MemoryStore(), timer_interval=0.01))
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
     async with aiohttp.ClientSession() as http:
         client = CatapultClient(http, user_id="u-int", token="t-int", secret="s-int", base_url=config.api_url)
         app_id = await client.create_application(
@@ -135,8 +138,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             }
         )
         await client.create_phone_number({"number": OURS, "applicationId": app_id})
-        yield Stack(sim, server, http)
-    await server.close()
+        yield Stack(sim, config.public_url, http)
+    await runner.cleanup()
     await sim_server.close()
 
 
@@ -155,7 +158,7 @@ async def test_a_caller_goes_through_the_menu_and_hears_every_prompt_in_order(st
 async def test_unknown_events_and_bad_bodies_do_not_disturb_a_live_call(stack: Stack) -> None:
     call = stack.sim.place_call(CALLER, OURS).id
     await stack.until("the menu prompt", lambda: _has(stack, call, "Press 1 for support or 2 to leave."))
-    url = str(stack.server.make_url("/callbacks/voice"))
+    url = f"{stack.server_url}/callbacks/voice"
     async with stack.http.post(url, data=b"{oops") as response:
         assert response.status == 400
     async with stack.http.post(url, json={"eventType": "mystery", "callId": call}) as response:
