@@ -42,7 +42,15 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     pytester.syspathinsert(str(ROOT))
-    return pytester.runpytest("-p", "flowengine.testing.pytest_plugin", "-p", "no:cacheprovider", *args)
+    # The plugin is loaded through the package's `pytest11` entry point, as it is for users.
+    return pytester.runpytest("-p", "no:cacheprovider", *args)
+
+
+def test_the_plugin_is_registered_as_a_pytest11_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+    assert plugins.get("flowengine") == "flowengine.testing.pytest_plugin"
 
 
 def test_scenario_files_are_collected_and_run_as_tests(project: pytest.Pytester) -> None:
