@@ -44,6 +44,7 @@ from flowengine.catapult.client import CatapultClient, redact_url
 from flowengine.errors import (
     CatapultAPIError,
     CatapultError,
+    DuplicateEventError,
     FlowEngineError,
     LockTimeoutError,
     StoreError,
@@ -251,7 +252,11 @@ class Dispatcher:
                     call_id=routed.call_id,
                 )
                 return Outcome("unknown-call", f"no session for {route_key!r}"), None
-            return await self._begin(step, routes=(route_key,), dedup=dedup, event_type=routed.event_type)
+            begun = await self._begin(step, routes=(route_key,), dedup=dedup, event_type=routed.event_type)
+            if begun is not None:
+                return begun
+            # Another instance started this very session meanwhile: handle the event as part of it.
+            session_id = step.session_id
         lock = await self.store.acquire(session_id, owner=self.instance_id)
         try:
             if await self.store.seen(dedup):
@@ -266,6 +271,9 @@ class Dispatcher:
             step = self.runtime.handle(record.snapshot, routed.event, now)
             entries = await self._commit(lock, step, dedup=dedup, event_type=routed.event_type)
             self.metrics.handling.observe(time.perf_counter() - started)
+        except DuplicateEventError:
+            await self._release(lock)  # another instance handled the same callback at the same time
+            return Outcome("duplicate", "this callback was already handled", session_id), None
         except BaseException:
             await self._release(lock)
             raise
@@ -273,21 +281,28 @@ class Dispatcher:
 
     async def _begin(
         self, step: Step, *, routes: Sequence[str], dedup: str | None, event_type: str
-    ) -> tuple[Outcome, Then | None]:
-        """Commit a brand-new session; the caller has not taken a lock yet."""
+    ) -> tuple[Outcome, Then | None] | None:
+        """Commit a brand-new session; the caller has not taken a lock yet.
+
+        Returns None when the session exists already (started by another instance at the same time).
+        """
         lock = await self.store.acquire(step.session_id, owner=self.instance_id)
         try:
-            if (dedup is not None and await self.store.seen(dedup)) or await self.store.load(
-                step.session_id
-            ) is not None:
+            if dedup is not None and await self.store.seen(dedup):
                 await self._release(lock)
                 return Outcome("duplicate", "this callback was already handled", step.session_id), None
+            if await self.store.load(step.session_id) is not None:
+                await self._release(lock)
+                return None
             started = time.perf_counter()
             step = _with_routes(step, routes)
             entries = await self._commit(lock, step, dedup=dedup, event_type=event_type)
             self.metrics.handling.observe(time.perf_counter() - started)
             self.metrics.active_sessions.inc()
             _log.info("session.started", session_id=step.session_id, flow=step.flow, state=step.state)
+        except DuplicateEventError:
+            await self._release(lock)
+            return Outcome("duplicate", "this callback was already handled", step.session_id), None
         except BaseException:
             await self._release(lock)
             raise
@@ -305,13 +320,17 @@ class Dispatcher:
         """
         step = self.runtime.start_outbound(flow, to, from_, variables, self._clock())
         key = f"session:{step.session_id}"
-        future = self._lanes.submit(
-            key, lambda: self._begin(step, routes=(), dedup=None, event_type="execution")
-        )
+        future = self._lanes.submit(key, lambda: self._begin_execution(step))
         outcome = await asyncio.shield(future)
         if outcome.status != "started":
             raise StoreError(f"execution {step.session_id!r} could not start: {outcome.detail}")
         return step.session_id, self.runtime.describe(step.snapshot)
+
+    async def _begin_execution(self, step: Step) -> tuple[Outcome, Then | None]:
+        begun = await self._begin(step, routes=(), dedup=None, event_type="execution")
+        if begun is None:  # a random id that exists already: practically impossible, but say so
+            return Outcome("duplicate", f"session {step.session_id!r} exists already", step.session_id), None
+        return begun
 
     async def describe(self, session_id: str) -> JSONObject | None:
         """The executions API's view of a session, or None if unknown or expired."""

@@ -1,0 +1,129 @@
+"""The dispatcher without HTTP in front: two instances on one store, crash recovery of a pending outbox,
+timers firing once across instances."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from flowengine.catapult.client import CatapultClient
+from flowengine.server.dispatcher import Dispatcher
+from flowengine.server.metrics import Metrics
+from flowengine.store import MemoryBackend, MemoryStore, OutboxEntry
+
+from .support import USER, EchoRuntime, FakeAPI, dtmf, fake_loader, incoming, rest
+
+MakeDispatcher = Callable[[str], Dispatcher]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def backend() -> MemoryBackend:
+    return MemoryBackend()
+
+
+@pytest.fixture
+async def make_dispatcher(
+    tmp_path: Path,
+    fake_api: tuple[FakeAPI, TestServer],
+    http: aiohttp.ClientSession,
+    backend: MemoryBackend,
+) -> AsyncIterator[MakeDispatcher]:
+    _, server = fake_api
+    (tmp_path / "echo.yaml").write_text("echo v1\n")
+    flow = fake_loader(tmp_path / "echo.yaml")
+    made: list[Dispatcher] = []
+
+    def make(name: str) -> Dispatcher:
+        client = CatapultClient(
+            http, user_id=USER, token="t", secret="s", base_url=str(server.make_url("/v1"))
+        )
+        dispatcher = Dispatcher(
+            runtime=EchoRuntime({"echo": flow}),
+            store=MemoryStore(backend),
+            client=client,
+            http=http,
+            metrics=Metrics(),
+            instance_id=name,
+            timer_interval=0.005,
+        )
+        made.append(dispatcher)
+        return dispatcher
+
+    yield make
+    for dispatcher in made:
+        await dispatcher.close()
+
+
+async def _settle(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+class TestTwoInstances:
+    async def test_the_same_first_callback_at_two_instances_starts_one_session(
+        self, make_dispatcher: MakeDispatcher, fake_api: tuple[FakeAPI, TestServer]
+    ) -> None:
+        api, _ = fake_api
+        one, two = make_dispatcher("one"), make_dispatcher("two")
+        outcomes = await asyncio.gather(one.callback(incoming("c-1")), two.callback(incoming("c-1")))
+        assert sorted(o.status for o in outcomes) == ["duplicate", "started"]
+        await _settle(lambda: len(api.seen) >= 2)
+        await asyncio.sleep(0.05)
+        assert api.paths() == ["POST /calls/c-1", "POST /calls/c-1/audio"]
+
+    async def test_either_instance_takes_the_next_event_of_a_call(
+        self, make_dispatcher: MakeDispatcher
+    ) -> None:
+        one, two = make_dispatcher("one"), make_dispatcher("two")
+        assert (await one.callback(incoming("c-2"))).status == "started"
+        assert (await two.callback(dtmf("c-2", "5"))).status == "handled"
+        assert (await one.callback(dtmf("c-2", "6", 1))).status == "handled"
+        record = await one.store.load("s-c-2")
+        assert record is not None
+        assert record.snapshot["seen"] == ["dtmf:5", "dtmf:6"]
+
+    async def test_a_timer_fires_once_across_instances(self, make_dispatcher: MakeDispatcher) -> None:
+        one, two = make_dispatcher("one"), make_dispatcher("two")
+        await one.callback(incoming("c-3"))
+        await one.callback(dtmf("c-3", "1"))  # the echo flow arms timer t1 for 50 ms later
+        one.start_timers()
+        two.start_timers()
+        await asyncio.sleep(0.3)
+        fired = [e for r in (one.runtime, two.runtime) for s, e in r.handled if e == "timer:t1"]  # type: ignore[attr-defined]
+        assert fired == ["timer:t1"]
+
+
+class TestRecovery:
+    async def test_a_pending_outbox_left_by_a_crash_is_executed_at_start_up(
+        self, make_dispatcher: MakeDispatcher, fake_api: tuple[FakeAPI, TestServer], backend: MemoryBackend
+    ) -> None:
+        api, _ = fake_api
+        crashed = MemoryStore(backend)
+        lock = await crashed.acquire("s-c-9", owner="dead")
+        snapshot = {"id": "s-c-9", "flow": "echo", "state": "greet", "call": "c-9", "seen": []}
+        await crashed.commit(
+            lock,
+            snapshot=snapshot,  # type: ignore[arg-type]
+            outbox=[OutboxEntry("1.0", rest("POST", "/calls/c-9", {"state": "active"}))],
+            routes=["call:c-9"],
+        )
+        await crashed.release(lock)  # the process died after committing, before executing
+
+        survivor = make_dispatcher("survivor")
+        assert await survivor.recover() == 1
+        await _settle(lambda: api.paths() == ["POST /calls/c-9"])
+        await _settle(lambda: not backend.sessions["s-c-9"].outbox)
+        assert await survivor.store.pending_outboxes() == []
