@@ -252,7 +252,9 @@ class Dispatcher:
                     call_id=routed.call_id,
                 )
                 return Outcome("unknown-call", f"no session for {route_key!r}"), None
-            begun = await self._begin(step, routes=(route_key,), dedup=dedup, event_type=routed.event_type)
+            begun = await self._begin(
+                step, routes=(route_key,), dedup=dedup, event_type=routed.event_type, call_id=routed.call_id
+            )
             if begun is not None:
                 return begun
             # Another instance started this very session meanwhile: handle the event as part of it.
@@ -269,7 +271,9 @@ class Dispatcher:
                 return Outcome("ended", "the session has ended", session_id), None
             started = time.perf_counter()
             step = self.runtime.handle(record.snapshot, routed.event, now)
-            entries = await self._commit(lock, step, dedup=dedup, event_type=routed.event_type)
+            entries = await self._commit(
+                lock, step, dedup=dedup, event_type=routed.event_type, call_id=routed.call_id
+            )
             self.metrics.handling.observe(time.perf_counter() - started)
         except DuplicateEventError:
             await self._release(lock)  # another instance handled the same callback at the same time
@@ -280,7 +284,13 @@ class Dispatcher:
         return Outcome("handled", "", session_id), self._then(lock, step, entries)
 
     async def _begin(
-        self, step: Step, *, routes: Sequence[str], dedup: str | None, event_type: str
+        self,
+        step: Step,
+        *,
+        routes: Sequence[str],
+        dedup: str | None,
+        event_type: str,
+        call_id: str = "",
     ) -> tuple[Outcome, Then | None] | None:
         """Commit a brand-new session; the caller has not taken a lock yet.
 
@@ -296,7 +306,7 @@ class Dispatcher:
                 return None
             started = time.perf_counter()
             step = _with_routes(step, routes)
-            entries = await self._commit(lock, step, dedup=dedup, event_type=event_type)
+            entries = await self._commit(lock, step, dedup=dedup, event_type=event_type, call_id=call_id)
             self.metrics.handling.observe(time.perf_counter() - started)
             self.metrics.active_sessions.inc()
             _log.info("session.started", session_id=step.session_id, flow=step.flow, state=step.state)
@@ -375,7 +385,14 @@ class Dispatcher:
     # ---------------------------------------------------------------------------- commit and execute
 
     async def _commit(
-        self, lock: Lock, step: Step, *, dedup: str | None, event_type: str, was_ended: bool = False
+        self,
+        lock: Lock,
+        step: Step,
+        *,
+        dedup: str | None,
+        event_type: str,
+        was_ended: bool = False,
+        call_id: str = "",
     ) -> list[OutboxEntry]:
         version_hint = int(time.time_ns())
         entries = [
@@ -395,6 +412,9 @@ class Dispatcher:
         self.metrics.events.labels(type=event_type).inc()
         self._learn(step.routes, step.session_id)
         log = _log.bind(session_id=step.session_id, flow=step.flow, state=step.state, event=event_type)
+        if call_id:
+            log = log.bind(call_id=call_id)
+        (log.debug if event_type == "result" else log.info)("event.handled", commands=len(entries))
         for level, message in step.logs:
             getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
                 "flow.log", message=message

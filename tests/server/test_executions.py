@@ -154,3 +154,9 @@ class TestDocument:
         assert schema is not None
         with pytest.raises(jsonschema.ValidationError, match="'steps' is a required property"):
             validate({"id": "x", "flow": "f", "state": "s", "status": "active", "variables": {}}, schema)
+
+    def test_the_document_is_valid_openapi_3_1(self) -> None:
+        from openapi_spec_validator import validate as validate_spec
+
+        validate_spec(document())  # raises with the path of the first problem
+        assert document()["openapi"] == "3.1.0"
