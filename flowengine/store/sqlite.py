@@ -2,7 +2,7 @@
 
 Each operation runs as ONE job on the store's own worker thread (stdlib ``sqlite3``), so a commit costs one
 hop between the event loop and the thread, not one per SQL statement as with aiosqlite (measured with
-``benchmarks/store_bench.py``: about 10 times the events per second).
+``benchmarks/store_bench.py``: about six times the events per second).
 
 Several processes may open the same file (SQLite's own locking serialises writers), which is how two
 instances on one machine share sessions. The file is checked on every operation: if it disappears or is
