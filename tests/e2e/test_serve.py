@@ -156,3 +156,49 @@ class TestBadCallbacks:
 
         await phones.until("a normal call", greeted)
         await phones.hangup(call)
+
+
+class TestCommandLine:
+    @pytest.mark.parametrize(
+        ("argv", "code", "message"),
+        [
+            pytest.param(["serve", "/nonexistent/flows"], 2, "is not a directory of flow files", id="no-dir"),
+            pytest.param(["serve", ".", "--user-id", "u-1"], 2, "also set --token, --secret", id="partial"),
+            pytest.param(
+                ["serve", ".", "--port", "http"], 2, "--port='http': expected a whole number", id="port"
+            ),
+            pytest.param(["serve"], 2, "the following arguments are required: FLOWS_DIR", id="no-args"),
+        ],
+    )
+    def test_bad_invocations_exit_2_with_a_clear_message(
+        self, argv: list[str], code: int, message: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import io
+
+        from flowengine.cli import main
+
+        for name in ("FLOWENGINE_USER_ID", "FLOWENGINE_TOKEN", "FLOWENGINE_SECRET", "FLOWENGINE_PORT"):
+            monkeypatch.delenv(name, raising=False)
+        out, err = io.StringIO(), io.StringIO()
+        assert main(argv, out, err) == code
+        assert message in err.getvalue()
+
+    def test_a_port_in_use_exits_1(self, tmp_path: Path) -> None:
+        import socket as socketlib
+
+        holder = socketlib.socket()
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        try:
+            process = start(
+                "serve",
+                ["serve", str(E2E_FLOWS), "--port", str(port), "--store", "memory"],
+                tmp_path / "serve.log",
+                f"http://127.0.0.1:{port}",
+                env={"FLOWENGINE_USER_ID": "", "FLOWENGINE_TOKEN": "", "FLOWENGINE_SECRET": ""},
+            )
+            assert process.popen.wait(20) == 1
+            assert "Address already in use" in process.output()
+        finally:
+            holder.close()
