@@ -141,6 +141,8 @@ class CompiledFlow:
                 address = self._add_actions(f"flow:{key}:{index}", transition.actions)
                 self._add("*", f"f:{key}", transition, Choice(address, transition.target, "flow"), problems)
         self._check_templates(problems)
+        self.assigned: frozenset[str] = frozenset(self._assigned_names()) - set(flow.vars)
+        """Variables without a default that some action sets (``set``, ``into``); they read as None until set."""
         if any(p.is_error for p in problems):
             raise FlowCompileError(problems)
         self._events = dict(self.machine.events)
@@ -282,6 +284,14 @@ class CompiledFlow:
 
         self.machine.add_transition(trigger, source, target, conditions=list(conditions), before=[record])
         self._triggers.setdefault(source, set()).add(trigger)
+
+    def _assigned_names(self) -> Iterator[str]:
+        for actions in self.actions.values():
+            for action in actions:
+                if isinstance(action, model.SetVars):
+                    yield from action.values
+                elif isinstance(action, model.Gather | model.HttpRequest) and action.into:
+                    yield action.into
 
     def _check_templates(self, problems: list[Diagnostic]) -> None:
         for actions in self.actions.values():

@@ -367,8 +367,13 @@ class _Run:
         if self._ctx is not None:
             return self._ctx
         session = self.session
-        ctx: dict[str, Any] = dict(session.vars)
-        ctx["vars"] = session.vars
+        variables = session.vars
+        unset = [name for name in self.item.assigned if name not in variables]
+        if unset:
+            # A variable the flow sets somewhere but has not set yet reads as None (it renders as "").
+            variables = {**dict.fromkeys(unset), **variables}
+        ctx: dict[str, Any] = dict(variables)
+        ctx["vars"] = variables
         ctx["event"] = self.event_data
         ctx["error"] = self.error_data
         ctx["env"] = self.engine.env

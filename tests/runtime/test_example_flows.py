@@ -105,6 +105,16 @@ class TestIvr:
             say("Thank you for calling. Goodbye.", voice="julie"),
         ]
 
+    def test_a_variable_set_on_another_path_reads_as_empty(self, flows: dict[str, model.Flow]) -> None:
+        driver = _ivr_menu(flows)
+        driver.gather("3")
+        driver.speak_done()
+        lines = driver.recording()
+        assert lines[1] == (
+            'http POST https://hooks.test/vm {"department":"","from":"+15559998888",'
+            '"recording":"https://api.test/v1/users/u-test/recordings/r-1"}'
+        )
+
     def test_noinput_three_times_says_goodbye(self, flows: dict[str, model.Flow]) -> None:
         driver = _ivr_menu(flows)
         for _ in range(2):
