@@ -98,7 +98,8 @@ def test_the_messaging_examples_answer_keywords_and_time_out(flows: dict[str, m.
     auto = flows["sms-auto-reply"]
     assert auto.kind == "messaging"
     guards = [t.when or "" for t in auto.state_for("incoming").on["message"]]
-    assert any("HELP" in g for g in guards) and any("STOP" in g for g in guards)
+    assert any("HELP" in g for g in guards)
+    assert any("STOP" in g for g in guards)
     survey = flows["sms-survey"]
     assert survey.kind == "messaging"
     assert [timer.seconds for timer in survey.state_for("q1").after] == [600.0]
