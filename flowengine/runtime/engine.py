@@ -784,6 +784,9 @@ class _Run:
             self.end("transferred")
             return
         if role == model.CALLER and self.awaiting():
+            self.run_program()  # what was waiting for the caller's audio goes on (its call commands dropped)
+            if session.ended:
+                return
             if session.deferred is None:
                 session.deferred = []
             session.deferred.append({"kind": "hangup", "name": name, "data": data})
@@ -792,7 +795,6 @@ class _Run:
             session.timers["drain"] = self.now + DRAIN_SECONDS
             self.emit(cmd.StartTimer(key="drain", at=self.now + DRAIN_SECONDS))
             self.note(f"{name}: waiting for recordings and requests before ending")
-            self.run_program()
             return
         self.flow_event(role, name, data)
         self.after_leg_gone(role, name)
@@ -1016,7 +1018,12 @@ class _Run:
                 session.set_status(entry[1], "gone")
             if entry and entry[0] == "transcription":
                 self.drain_check()
-            if session.status_of(model.CALLER) not in _LIVE and self.flow.kind == "voice":
+            dialled_caller = bool(entry) and entry[0] == "dial" and entry[1] == model.CALLER
+            if (
+                session.status_of(model.CALLER) not in _LIVE
+                and self.flow.kind == "voice"
+                and not dialled_caller
+            ):
                 self.note(f"{operation} failed after the call ended: {failure.code or failure.status}")
                 self.drain_check()
                 return

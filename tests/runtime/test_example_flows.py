@@ -143,7 +143,9 @@ class TestIvr:
             say("Thank you for calling. Goodbye.", voice="julie"),
         ]
 
-    @pytest.mark.parametrize("state", ["greet", "main_menu", "sales", "talking", "voicemail", "goodbye"])
+    @pytest.mark.parametrize(
+        "state", ["greet", "main_menu", "sales", "support", "talking", "voicemail", "goodbye"]
+    )
     def test_the_caller_hanging_up_in_any_state_ends_everything(
         self, flows: dict[str, model.Flow], state: str
     ) -> None:
@@ -151,8 +153,8 @@ class TestIvr:
         driver.incoming(to=IVR)
         if state != "greet":
             driver.speak_done()
-        if state in ("sales", "talking", "voicemail"):
-            driver.gather("1")
+        if state in ("sales", "support", "talking", "voicemail"):
+            driver.gather("2" if state == "support" else "1")
             driver.speak_done()
             driver.result(driver.last[0], "c-agent")
         if state == "talking":
@@ -169,8 +171,10 @@ class TestIvr:
         assert lines[-1].startswith("end ")
         assert driver.session.ended
         assert all("c-caller" not in line for line in lines)
-        if state in ("sales", "talking"):
-            assert 'POST /calls/c-agent {"state":"completed"}' in lines
+        if state in ("sales", "support", "talking"):
+            assert lines == ['POST /calls/c-agent {"state":"completed"}', "end end"]
+        else:
+            assert lines == ["end end"]
 
 
 # ------------------------------------------------------------------------------------- voicemail
@@ -497,3 +501,156 @@ class TestSmsSurvey:
         }
         assert driver.send(receipt) == []
         assert driver.session.state == "q1"
+
+
+# ------------------------------------------------------------------ every state, every flow: hangups
+
+_STEPS = {
+    "speak_done": lambda d: d.speak_done(),
+    "playback_done": lambda d: d.playback_done(),
+    "pound": lambda d: d.gather("", reason="terminating-digit"),
+    "recording": lambda d: d.recording(),
+    "transcription": lambda d: d.transcription("hi"),
+    "mobile_created": lambda d: d.result(d.pending_of(cmd.CreateCall), "c-mobile"),
+    "mobile_answers": lambda d: d.answer("mobile"),
+    "mobile_timeout": lambda d: d.timeout("mobile"),
+    "pin": lambda d: d.gather("4321"),
+    "no_pin": lambda d: d.gather(""),
+    "call_created": lambda d: d.result(d.pending_of(cmd.CreateCall), "c-caller"),
+    "answer": lambda d: d.answer(),
+    "key1": lambda d: d.gather("1"),
+    "noinput": lambda d: d.gather(""),
+    "http_ok": lambda d: d.http(d.pending_of(cmd.HttpCall), 200, {}),
+}
+
+# (flow, state): (number called, or None for an execution; steps to reach the state; commands on hangup)
+_HANGUPS = {
+    ("voicemail-box", "greet"): (VOICEMAIL, [], ["end hangup.normal"]),
+    ("voicemail-box", "recording"): (VOICEMAIL, ["speak_done", "playback_done"], ["timer drain at 603"]),
+    ("voicemail-box", "transcribing"): (
+        VOICEMAIL,
+        ["speak_done", "playback_done", "pound", "recording", "speak_done"],
+        ["timer drain at 606"],
+    ),
+    ("voicemail-box", "delivered"): (
+        VOICEMAIL,
+        ["speak_done", "playback_done", "pound", "recording", "speak_done", "transcription"],
+        ["timer drain at 607"],
+    ),
+    ("call-forwarding", "ringing"): (
+        FORWARD,
+        ["speak_done", "mobile_created"],
+        ['POST /calls/c-mobile {"state":"completed"}', "end end"],
+    ),
+    ("call-forwarding", "voicemail"): (
+        FORWARD,
+        ["speak_done", "mobile_created", "mobile_timeout"],
+        ["end end"],
+    ),
+    ("call-forwarding", "goodbye"): (
+        FORWARD,
+        ["speak_done", "mobile_created", "mobile_timeout", "speak_done", "recording"],
+        ["end final"],
+    ),
+    ("conference-line", "welcome"): (CONFERENCE, [], ["end end"]),
+    ("conference-line", "joining"): (CONFERENCE, ["pin"], ["end end"]),
+    ("conference-line", "goodbye"): (CONFERENCE, ["no_pin", "speak_done"], ["end end"]),
+    ("appointment-reminder", "calling"): (None, ["call_created"], ["end end"]),
+    ("appointment-reminder", "remind"): (None, ["call_created", "answer"], ["end end"]),
+    ("appointment-reminder", "record_decision"): (
+        None,
+        ["call_created", "answer", "key1"],
+        ["timer drain at 604"],
+    ),
+    ("appointment-reminder", "goodbye"): (
+        None,
+        ["call_created", "answer", "key1", "http_ok", "speak_done"],
+        ["end end"],
+    ),
+    ("appointment-reminder", "no_answer"): (
+        None,
+        ["call_created", "answer", "noinput", "speak_done", "noinput"],
+        ["end end"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("flow", "state"), list(_HANGUPS), ids=[f"{f}:{s}" for f, s in _HANGUPS])
+def test_the_caller_hanging_up_in_each_state(flows: dict[str, model.Flow], flow: str, state: str) -> None:
+    number, steps, expected = _HANGUPS[(flow, state)]
+    driver = _driver(flows)
+    if number is None:
+        driver.outbound(flow)
+    else:
+        driver.incoming(to=number)
+    for step in steps:
+        _STEPS[step](driver)
+    assert driver.session.state == state
+    assert driver.hangup() == expected
+    assert driver.session.ended == (not expected[-1].startswith("timer drain"))
+
+
+def test_a_hangup_during_the_goodbye_of_a_pending_request_ends_at_once(flows: dict[str, model.Flow]) -> None:
+    """The webhook is still running but the flow reached its final state: nothing waits for it."""
+    driver = _driver(flows)
+    driver.incoming(to=FORWARD)
+    for step in ("speak_done", "mobile_created", "mobile_timeout", "speak_done", "recording"):
+        _STEPS[step](driver)
+    http = driver.pending_of(cmd.HttpCall)
+    assert driver.hangup() == ["end final"]
+    assert driver.http(http, 200) == []
+
+
+# --------------------------------------------------------------------------- REST errors, every flow
+
+_FIRST_FAILS = {
+    "voicemail-box": (VOICEMAIL, "susan"),
+    "call-forwarding": (FORWARD, "susan"),
+    "conference-line": (CONFERENCE, "kate"),
+}
+
+
+@pytest.mark.parametrize("flow", list(_FIRST_FAILS))
+def test_a_failed_answer_apologises_and_hangs_up(flows: dict[str, model.Flow], flow: str) -> None:
+    number, voice = _FIRST_FAILS[flow]
+    driver = _driver(flows)
+    driver.incoming(to=number)
+    assert driver.last[0] == cmd.UpdateCallState(command_id="s1|u1", call_id="c-caller", state="active")
+    assert tagless(driver.failure(driver.last[0])) == [
+        say("Sorry, something went wrong. Goodbye.", voice=voice)
+    ]
+    assert driver.speak_done() == [HANG_UP, "end error"]
+
+
+def test_a_failed_answer_in_the_ivr_goes_to_its_error_handler(flows: dict[str, model.Flow]) -> None:
+    driver = _driver(flows)
+    driver.incoming(to=IVR)
+    assert tagless(driver.failure(driver.last[0])) == [
+        "log error IVR error: refused",
+        say("Thank you for calling. Goodbye.", voice="julie"),
+    ]
+    assert driver.speak_done() == [HANG_UP, "end hangup"]
+
+
+def test_a_reminder_call_that_cannot_be_placed_ends_the_execution(flows: dict[str, model.Flow]) -> None:
+    driver = _driver(flows)
+    driver.outbound("appointment-reminder")
+    assert driver.failure(driver.last[0], "call-rate-limit") == ["end error"]
+
+
+def test_a_survey_question_that_cannot_be_sent_ends_the_conversation(flows: dict[str, model.Flow]) -> None:
+    driver = _driver(flows)
+    driver.text_in("hello", to=SURVEY)
+    assert driver.failure(driver.pending_of(cmd.SendMessage), "message-rate-limit") == [
+        "cancel after:q1:0:2",
+        "end error",
+    ]
+
+
+def test_an_auto_reply_that_cannot_be_sent_changes_nothing_after_the_end(
+    flows: dict[str, model.Flow],
+) -> None:
+    driver = _driver(flows)
+    driver.text_in("hello", to=AUTO)
+    assert driver.session.ended
+    assert driver.failure(driver.pending_of(cmd.SendMessage), "message-rate-limit") == []
