@@ -1018,7 +1018,7 @@ class _Run:
                 session.set_status(entry[1], "gone")
             if entry and entry[0] == "transcription":
                 self.drain_check()
-            dialled_caller = bool(entry) and entry[0] == "dial" and entry[1] == model.CALLER
+            dialled_caller = entry is not None and entry[0] == "dial" and entry[1:2] == [model.CALLER]
             if (
                 session.status_of(model.CALLER) not in _LIVE
                 and self.flow.kind == "voice"
