@@ -261,12 +261,21 @@ class Dispatcher:
             session_id = step.session_id
         lock = await self.store.acquire(session_id, owner=self.instance_id)
         try:
-            if await self.store.seen(dedup):
-                await self._release(lock)
-                return Outcome("duplicate", "this callback was already handled", session_id), None
             record = await self.store.load(session_id)
             if record is None or record.ended:
                 await self._release(lock)
+                # A conversation key outlives its ended session: a new inbound message starts a new one.
+                step = self.runtime.start(routed, now)
+                if step is not None and step.session_id != session_id:
+                    begun = await self._begin(
+                        step,
+                        routes=(route_key,),
+                        dedup=dedup,
+                        event_type=routed.event_type,
+                        call_id=routed.call_id,
+                    )
+                    if begun is not None:
+                        return begun
                 _log.info("callback.session_ended", session_id=session_id, event_type=routed.event_type)
                 return Outcome("ended", "the session has ended", session_id), None
             started = time.perf_counter()
@@ -298,9 +307,6 @@ class Dispatcher:
         """
         lock = await self.store.acquire(step.session_id, owner=self.instance_id)
         try:
-            if dedup is not None and await self.store.seen(dedup):
-                await self._release(lock)
-                return Outcome("duplicate", "this callback was already handled", step.session_id), None
             if await self.store.load(step.session_id) is not None:
                 await self._release(lock)
                 return None

@@ -107,8 +107,10 @@ class EngineAdapter:
     def start(self, routed: Routed, now: Seconds) -> Step | None:
         assert isinstance(routed.event, CallbackEvent)
         if routed.route_key:
-            digest = hashlib.sha256(routed.route_key.encode()).hexdigest()[:32]
-            self._next_id = f"s-{digest}"
+            # The same first callback gives the same id at every instance (they then contend for one lock);
+            # a new conversation on an old conversation key gets a new id (its first message differs).
+            seed = f"{routed.route_key}\n{routed.event!r}".encode()
+            self._next_id = "s-" + hashlib.sha256(seed).hexdigest()[:32]
         try:
             started = self._engine.start(routed.event, now)
         finally:

@@ -170,6 +170,10 @@ class TestSurvey:
                 "Thank you for rating us 4.",
             ]
         )
+        # the survey ended; texting again starts a new conversation on the same pair of numbers
+        await phones.text(them, "+19195559005", "hello again")
+        texts = await phones.until("a new survey", lambda: replies(4))
+        assert texts.count("Thanks for visiting! On a scale of 1 to 5, how was it?") == 2
 
 
 class TestExecutions:
