@@ -262,6 +262,11 @@ class _Linter:
 
     def check_event(self, path: JsonPath, event: str, causes: set[str] | None) -> None:
         leg, name = vocabulary.split_leg(event, self.roles)
+        head, _, rest = event.partition(".")
+        if head == model.CALLER and rest:
+            message = f"the caller's events have no prefix: write {rest!r} instead of {event!r}"
+            self.report(path, "error", message, "unknown-event", at_key=True)
+            return
         if name not in vocabulary.HANDLER_NAMES:
             options = sorted(vocabulary.HANDLER_NAMES | {f"{r}.{e}" for r in self.roles for e in _LEG_EVENTS})
             match = difflib.get_close_matches(event, options, n=1, cutoff=0.6)

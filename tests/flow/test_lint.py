@@ -134,3 +134,8 @@ def test_a_file_with_schema_errors_still_reports_its_semantic_problems(lint) -> 
         + "  a:\n    do: [{speak: {text: hi, volume: 10}}, {speak: '{{ nope }}'}]\n    on: {speak.done: b}\n"
     )
     assert lint(text) == ["6:37 error schema", "6:51 error undefined", "7:22 error unknown-target"]
+
+
+def test_a_caller_prefix_is_explained(lint) -> None:  # type: ignore[no-untyped-def]
+    text = _VOICE + "  a:\n    do: [answer]\n    on: {caller.hangup: end}\n"
+    assert lint(text) == ["7:10 error unknown-event"]
