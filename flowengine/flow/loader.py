@@ -70,6 +70,9 @@ Mark = tuple[str, int, int]
 """A source position: display path, 1-based line, 1-based column."""
 
 _TAG = "tag:yaml.org,2002:"
+_MAP_TAG = _TAG + "map"
+_SEQ_TAG = _TAG + "seq"
+_ScalarNode = yaml.ScalarNode
 _IMPLICIT_TAGS = frozenset(
     _TAG + name for name in ("str", "int", "float", "bool", "null", "timestamp", "merge", "value")
 )
@@ -383,13 +386,16 @@ class _Builder:
                 self.alias_depth -= 1
 
     def mapping(self, node: yaml.MappingNode, where: JsonPath) -> dict[str, JSON]:
-        self.values[where] = self._mark(node)
-        if node.tag != _TAG + "map":
+        # The hot loop of loading: scalars are handled inline (no call, no alias bookkeeping) unless an
+        # alias is being expanded, where every value must be counted against the budget.
+        path, keys, values = self.path, self.keys, self.values
+        start = node.start_mark
+        values[where] = (path, start.line + 1, start.column + 1)
+        if node.tag != _MAP_TAG:
             self._problem(node, f"YAML tag {node.tag!r} is not supported; write a plain mapping", "tag")
         result: dict[str, JSON] = {}
-        first: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
+            if key_node.__class__ is not _ScalarNode:
                 self._problem(key_node, "a mapping key must be a plain string, not a list or mapping", "key")
                 continue
             key = key_node.value
@@ -399,21 +405,36 @@ class _Builder:
                 )
                 self._problem(key_node, message, "merge-key")
                 continue
-            if key in first:
-                earlier = first[key].start_mark
-                message = f"duplicate key {key!r} (first defined at line {earlier.line + 1}, column {earlier.column + 1})"
+            child = (*where, key)
+            if key in result:
+                _, line, column = keys[child]
+                message = f"duplicate key {key!r} (first defined at line {line}, column {column})"
                 self._problem(key_node, message, "duplicate-key")
                 continue
-            first[key] = key_node
-            child = (*where, key)
-            self.keys[child] = self._mark(key_node)
-            result[key] = self.value(value_node, child)
+            start = key_node.start_mark
+            keys[child] = (path, start.line + 1, start.column + 1)
+            if value_node.__class__ is _ScalarNode and not self.alias_depth:
+                start = value_node.start_mark
+                values[child] = (path, start.line + 1, start.column + 1)
+                result[key] = self._scalar(value_node)
+            else:
+                result[key] = self.value(value_node, child)
         return result
 
     def _sequence(self, node: yaml.SequenceNode, where: JsonPath) -> list[JSON]:
-        if node.tag != _TAG + "seq":
+        if node.tag != _SEQ_TAG:
             self._problem(node, f"YAML tag {node.tag!r} is not supported; write a plain list", "tag")
-        return [self.value(item, (*where, index)) for index, item in enumerate(node.value)]
+        path, values = self.path, self.values
+        result: list[JSON] = []
+        for index, item in enumerate(node.value):
+            child = (*where, index)
+            if item.__class__ is _ScalarNode and not self.alias_depth:
+                start = item.start_mark
+                values[child] = (path, start.line + 1, start.column + 1)
+                result.append(self._scalar(item))
+            else:
+                result.append(self.value(item, child))
+        return result
 
     def _scalar(self, node: yaml.ScalarNode) -> JSON:
         text: str = node.value
