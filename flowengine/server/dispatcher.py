@@ -210,7 +210,6 @@ class Dispatcher:
         # or not, of any leg) queues in the same lane: ``session:<id>``. Bounded; a miss only costs order
         # within this instance until the next commit (the store lock still serialises).
         self._lane_of: dict[str, str] = {}
-        self._conference_locks = _NamedLocks()
         self._timer_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------------------------ callbacks
@@ -460,9 +459,9 @@ class Dispatcher:
                 lock = await self.store.renew(lock)
                 renewed = time.monotonic()
             name = _conference_name(entry.command)
-            async with self._conference_locks.hold(name):
-                # One creation per conference name at a time in this instance: the feedback commit below
-                # registers ``conference-name:<name>`` before the next session looks it up.
+            async with self._name_lock(name):
+                # One creation per conference name at a time, across instances (a store lock): the feedback
+                # commit below registers ``conference-name:<name>`` before the next session looks it up.
                 outcome = await self._run_entry(entry.command, session_id)
                 done = [entry.id]
                 if outcome is None:
@@ -487,6 +486,18 @@ class Dispatcher:
                 snapshot = step.snapshot
                 queue.extend(await self._commit(lock, step, dedup=None, event_type="result", was_ended=ended))
                 ended = ended or step.ended
+
+    @contextlib.asynccontextmanager
+    async def _name_lock(self, name: str | None) -> AsyncIterator[None]:
+        """Hold the store lock of a conference name (nothing for None)."""
+        if name is None:
+            yield
+            return
+        lock = await self.store.acquire(f"{CONFERENCE_NAME_ROUTE}{name}", owner=self.instance_id)
+        try:
+            yield
+        finally:
+            await self._release(lock)
 
     async def _existing_conference(self, name: str) -> str | None:
         """The id of a live conference another session created under ``name``, if any."""
@@ -694,30 +705,6 @@ def _conference_name(command: JSONObject) -> str | None:
     if command.get("operation") == "createConference" and isinstance(name, str) and name:
         return name
     return None
-
-
-class _NamedLocks:
-    """asyncio locks by name, created on demand and dropped when free; ``hold(None)`` holds nothing."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, name: str | None) -> AsyncIterator[None]:
-        if name is None:
-            yield
-            return
-        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
-        self._locks[name] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[name]
-            if users <= 1:
-                del self._locks[name]
-            else:
-                self._locks[name] = (lock, users - 1)
 
 
 def _with_routes(step: Step, routes: Sequence[str]) -> Step:
