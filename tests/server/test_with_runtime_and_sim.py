@@ -7,6 +7,7 @@ The simulator runs on real time with speech and platform delays shortened, so a 
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ from aiohttp.test_utils import TestServer
 from flowengine.catapult.client import CatapultClient
 from flowengine.config import ServeConfig
 from flowengine.server.app import create_app
+from flowengine.server.runtime_adapter import callback_urls
 from flowengine.sim import SIM_KEY, RealClock, SimConfig, Simulator
 from flowengine.sim import create_app as create_sim_app
 from flowengine.store import MemoryStore
 
 OURS = "+19195551212"
+FORWARDING = "+19195551213"
 CALLER = "+13235550100"
 EXEC_TOKEN = "integration-token"
 
@@ -52,6 +55,27 @@ states:
     do: [{speak: "Support is closed."}, hangup]
   goodbye:
     do: [{speak: "Goodbye."}, hangup]
+on:
+  hangup: end
+"""
+
+FORWARD = """\
+flow: forward
+version: 1
+kind: voice
+numbers: ["+19195551213"]
+initial: greet
+states:
+  greet:
+    do:
+      - answer
+      - dial: {to: "+13235550199", as: agent, timeout: 10s}
+    on:
+      agent.answer: {do: [{bridge: [caller, agent]}], goto: talking}
+      agent.timeout: end
+  talking:
+    on:
+      agent.hangup: end
 on:
   hangup: end
 """
@@ -111,6 +135,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "ivr.yaml").write_text(IVR)
+    (flows / "forward.yaml").write_text(FORWARD)
     sock = _listening_socket()
     port = sock.getsockname()[1]
     config = ServeConfig(
@@ -123,7 +148,10 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         secret="s-int",
         executions_token=EXEC_TOKEN,
         reload_interval=0,
+        callback_user="bandwidth",
+        callback_password="p@ss:w/rd",  # characters that must be quoted in a URL
     )
+    urls = callback_urls(config.public_url, config.callback_auth)
     runner = web.AppRunner(create_app(config, store=MemoryStore(), timer_interval=0.01))
     await runner.setup()
     await web.SockSite(runner, sock).start()
@@ -132,12 +160,13 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         app_id = await client.create_application(
             {
                 "name": "int",
-                "incomingCallUrl": f"{config.public_url}/callbacks/voice",
-                "incomingMessageUrl": f"{config.public_url}/callbacks/messaging",
+                "incomingCallUrl": urls["voice"],
+                "incomingMessageUrl": urls["messaging"],
                 "autoAnswer": False,
             }
         )
         await client.create_phone_number({"number": OURS, "applicationId": app_id})
+        await client.create_phone_number({"number": FORWARDING, "applicationId": app_id})
         yield Stack(sim, config.public_url, http)
     await runner.cleanup()
     await sim_server.close()
@@ -159,9 +188,10 @@ async def test_unknown_events_and_bad_bodies_do_not_disturb_a_live_call(stack: S
     call = stack.sim.place_call(CALLER, OURS).id
     await stack.until("the menu prompt", lambda: _has(stack, call, "Press 1 for support or 2 to leave."))
     url = f"{stack.server_url}/callbacks/voice"
-    async with stack.http.post(url, data=b"{oops") as response:
+    auth = {"Authorization": "Basic " + base64.b64encode(b"bandwidth:p@ss:w/rd").decode()}
+    async with stack.http.post(url, data=b"{oops", headers=auth) as response:
         assert response.status == 400
-    async with stack.http.post(url, json={"eventType": "mystery", "callId": call}) as response:
+    async with stack.http.post(url, json={"eventType": "mystery", "callId": call}, headers=auth) as response:
         assert (await response.json())["status"] == "ignored"
     stack.sim.press(call, "2")
     await stack.until("the hangup", lambda: _async(stack.ended(call)))
@@ -174,3 +204,17 @@ async def _has(stack: Stack, call: str, text: str) -> bool:
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_with_callback_auth_the_calls_the_engine_creates_report_back_with_credentials(
+    stack: Stack,
+) -> None:
+    call = stack.sim.place_call(CALLER, FORWARDING).id
+
+    async def bridged() -> bool:
+        return any(e["text"].startswith("bridged with") for e in stack.sim.transcript(call))
+
+    await stack.until("the bridge with the dialled agent", bridged)
+    assert list(stack.sim.deliveries(failed_only=True)) == []
+    async with stack.http.post(f"{stack.server_url}/callbacks/voice", json={"eventType": "x"}) as response:
+        assert response.status == 401  # the same server refuses a callback without the credentials
