@@ -106,6 +106,8 @@ class Stack:
     sim: Simulator
     server_url: str
     http: aiohttp.ClientSession
+    app: web.Application
+    flows: Path
 
     async def heard(self, call_id: str) -> list[str]:
         return [e["text"] for e in self.sim.transcript(call_id) if e["kind"] == "heard"]
@@ -152,7 +154,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         callback_password="p@ss:w/rd",  # characters that must be quoted in a URL
     )
     urls = callback_urls(config.public_url, config.callback_auth)
-    runner = web.AppRunner(create_app(config, store=MemoryStore(), timer_interval=0.01))
+    app = create_app(config, store=MemoryStore(), timer_interval=0.01)
+    runner = web.AppRunner(app)
     await runner.setup()
     await web.SockSite(runner, sock).start()
     async with aiohttp.ClientSession() as http:
@@ -167,7 +170,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         )
         await client.create_phone_number({"number": OURS, "applicationId": app_id})
         await client.create_phone_number({"number": FORWARDING, "applicationId": app_id})
-        yield Stack(sim, config.public_url, http)
+        yield Stack(sim, config.public_url, http, app, flows)
     await runner.cleanup()
     await sim_server.close()
 
@@ -218,3 +221,24 @@ async def test_with_callback_auth_the_calls_the_engine_creates_report_back_with_
     assert list(stack.sim.deliveries(failed_only=True)) == []
     async with stack.http.post(f"{stack.server_url}/callbacks/voice", json={"eventType": "x"}) as response:
         assert response.status == 401  # the same server refuses a callback without the credentials
+
+
+async def test_a_reload_gives_new_calls_the_new_version_and_live_calls_keep_theirs(stack: Stack) -> None:
+    from flowengine.server.app import reload_flows
+
+    live = stack.sim.place_call(CALLER, OURS).id
+    await stack.until("the menu prompt", lambda: _has(stack, live, "Press 1 for support or 2 to leave."))
+    ivr = stack.flows / "ivr.yaml"
+    ivr.write_text(
+        IVR.replace("Thanks for calling.", "Hello, version two.").replace(
+            "Support is closed.", "Support is open now."
+        )
+    )
+    report = await reload_flows(stack.app)
+    assert report.replaced == ("ivr",)
+    stack.sim.press(live, "1")
+    await stack.until("the live call to end", lambda: _async(stack.ended(live)))
+    assert (await stack.heard(live))[-1] == "Support is closed."  # the version it started with
+
+    new = stack.sim.place_call("+13235550101", OURS).id
+    await stack.until("the new greeting", lambda: _has(stack, new, "Hello, version two."))
