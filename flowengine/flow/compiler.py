@@ -146,6 +146,15 @@ class CompiledFlow:
         if any(p.is_error for p in problems):
             raise FlowCompileError(problems)
         self._events = dict(self.machine.events)
+        # Per state: every trigger it answers (its own and the flow-wide ones), and the handler keys.
+        wildcard = self._triggers.get("*", set())
+        self._answers: dict[str, frozenset[str]] = {
+            state: frozenset(self._triggers.get(state, set()) | wildcard) for state in names
+        }
+        self._listens: dict[str, frozenset[str]] = {
+            state: frozenset(t[2:] for t in triggers if t[:2] in ("s:", "f:"))
+            for state, triggers in self._answers.items()
+        }
 
     # ------------------------------------------------------------------------------ compiling
 
@@ -309,11 +318,8 @@ class CompiledFlow:
 
     def has_trigger(self, state: str, trigger: str) -> bool:
         """Whether ``trigger`` has any transition from ``state`` (or from any state)."""
-        own = self._triggers.get(state)
-        if own is not None and trigger in own:
-            return True
-        wildcard = self._triggers.get("*")
-        return wildcard is not None and trigger in wildcard
+        answers = self._answers.get(state)
+        return answers is not None and trigger in answers
 
     def fire(self, state: str, trigger: str, trial: Trial) -> Choice | None:
         """Let the machine choose the transition of ``trigger`` from ``state``; None when none applies."""
@@ -351,7 +357,8 @@ class CompiledFlow:
 
     def handles(self, state: str, keys: tuple[str, ...]) -> bool:
         """Whether any handler (state or flow-wide) listens for one of ``keys`` in ``state``."""
-        return any(self.has_trigger(state, f"s:{key}") or self.has_trigger(state, f"f:{key}") for key in keys)
+        listens = self._listens.get(state)
+        return listens is not None and any(key in listens for key in keys)
 
 
 def _always(trial: Trial) -> bool:

@@ -73,7 +73,8 @@ class Engine:
     Args:
         flows: flow name -> flow.
         callback_url: where the API should send the events of calls, conferences and messages we create.
-        env: the values templates see as ``env`` (an allow-list chosen by the operator).
+        env: the environment (e.g. ``os.environ``); a flow's templates see, as ``env``, only the names its own
+            ``env`` list allows.
         new_id: makes session ids (default: random UUIDs); a seam for tests.
         receipts: ``receiptRequested`` for messages we send.
     """
@@ -92,6 +93,7 @@ class Engine:
         self._new_id = new_id or (lambda: "s-" + uuid.uuid4().hex)
         self.receipts = receipts
         self._compiled: dict[str, CompiledFlow] = {}
+        self._env_views: dict[str, dict[str, str]] = {}
         self._flows: dict[str, CompiledFlow] = {}
         self._numbers: dict[tuple[str, str], str] = {}
         self.replace_flows(flows)
@@ -116,6 +118,14 @@ class Engine:
             self._compiled[item.source_hash] = item
         self._flows = compiled
         self._numbers = numbers
+
+    def env_for(self, item: CompiledFlow) -> dict[str, str]:
+        """The ``env`` a flow's templates see: only the names the flow lists in its ``env`` allow-list."""
+        cached = self._env_views.get(item.source_hash)
+        if cached is None:
+            cached = {name: self.env[name] for name in item.flow.env if name in self.env}
+            self._env_views[item.source_hash] = cached
+        return cached
 
     @property
     def flows(self) -> Mapping[str, model.Flow]:
@@ -376,7 +386,7 @@ class _Run:
         ctx["vars"] = variables
         ctx["event"] = self.event_data
         ctx["error"] = self.error_data
-        ctx["env"] = self.engine.env
+        ctx["env"] = self.engine.env_for(self.item)
         ctx["legs"] = dict(session.legs or {})
         ctx["call"] = {"id": session.leg_call(model.CALLER), "from": session.their, "to": session.our}
         ctx["session"] = {"id": session.id, "flow": session.flow, "state": session.state}

@@ -650,6 +650,27 @@ class TestEngine:
         with pytest.raises(ValueError, match="'state'"):
             Session.from_json({"id": "s", "flow": "f", "flow_hash": "h", "kind": "voice"})
 
+    def test_templates_see_only_the_environment_names_the_flow_allows(self) -> None:
+        flow = m.Flow(
+            name="f",
+            kind="voice",
+            initial="a",
+            numbers=(OURS,),
+            env=("CRM_URL",),
+            states={
+                "a": m.State(
+                    "a",
+                    actions=(m.Answer(), m.Speak(prompt=P(text="{{ env.CRM_URL }} {{ env.SECRET }}"))),
+                )
+            },
+        )
+        driver = Driver({"f": flow}, env={"CRM_URL": "https://crm.test", "SECRET": "hunter2"})
+        lines = driver.incoming()
+        assert "hunter2" not in " ".join(lines)
+        assert "Sorry, something went wrong" in lines[1]
+        assert driver.session.history is not None
+        assert any("SECRET" in line for line in driver.session.history)
+
     def test_the_engine_sends_events_of_created_resources_to_its_callback_url(self) -> None:
         assert CALLBACK in Driver({"ivr": _ivr()}).engine.callback_url  # type: ignore[operator]
 
