@@ -347,6 +347,8 @@ class _Linter:
                     self.report(path, "error", message, "kind")
 
     def check_menus(self) -> None:
+        if self.document.partial:
+            return  # a partly built menu may hold values of the wrong type
         for name, state in self.flow.states.items():
             menu = state.menu
             if menu is None:
@@ -466,26 +468,30 @@ def _own_causes(state: model.State) -> set[str]:
 # These walk the (schema-valid) data rather than the model, to point at the exact key or value.
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
+
+
 def _states(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, Mapping[str, Any]]]:
-    for name, body in cast(dict[str, Any], data.get("states") or {}).items():
-        yield ("states", name), cast(dict[str, Any], body or {})
+    for name, body in _obj(data.get("states")).items():
+        yield ("states", name), _obj(body)
 
 
 def _transition_nodes(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, Any]]:
     """Every transition value (string or mapping) with its path, including menu choices and retries."""
     for path, state in _states(data):
         for key in ("on", "after"):
-            for event, value in cast(dict[str, Any], state.get(key) or {}).items():
+            for event, value in _obj(state.get(key)).items():
                 yield from _expand((*path, key, event), value)
         menu = state.get("menu")
         if isinstance(menu, dict):
-            for key, value in cast(dict[str, Any], menu.get("choices") or {}).items():
+            for key, value in _obj(menu.get("choices")).items():
                 yield (*path, "menu", "choices", key), value
             for retry in ("noinput", "nomatch"):
                 body = menu.get(retry)
                 if isinstance(body, dict) and "then" in body:
                     yield (*path, "menu", retry, "then"), body["then"]
-    for event, value in cast(dict[str, Any], data.get("on") or {}).items():
+    for event, value in _obj(data.get("on")).items():
         yield from _expand(("on", event), value)
 
 

@@ -287,7 +287,7 @@ def _type_message(expected: Any, instance: Any) -> str:
     kinds = _as_list(expected)
     if "string" in kinds and isinstance(instance, int | float) and not isinstance(instance, bool):
         message += '; put the value in quotes to keep it as written (e.g. "+19195551212" or "0123")'
-    elif "boolean" in kinds and instance in _YAML11_BOOLEANS:
+    elif "boolean" in kinds and isinstance(instance, str) and instance in _YAML11_BOOLEANS:
         message += "; write true or false"
     return message
 
