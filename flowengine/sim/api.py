@@ -74,7 +74,7 @@ def _handler(route: Route) -> AiohttpHandler:
                     "unauthorized",
                     "Missing or wrong credentials: send the API token and secret as HTTP Basic auth",
                 )
-            if request.match_info["userId"] != sim.config.user_id:
+            if request.match_info.get("userId", sim.config.user_id) != sim.config.user_id:
                 raise ApiProblem(
                     401,
                     "authorization",
@@ -171,6 +171,6 @@ def add_rest_routes(app: web.Application) -> None:
     """Register every resource route, with and without a trailing slash (the reference uses both)."""
     for route in ROUTES:
         handler = _handler(route)
-        path = "/v1/users/{userId}" + route.path
+        path = ("/v1" if route.root else "/v1/users/{userId}") + route.path
         app.router.add_route(route.method, path, handler)
         app.router.add_route(route.method, path + "/", handler)

@@ -291,5 +291,7 @@ CONTROL_ROUTES: tuple[tuple[str, str, Action], ...] = (
 
 
 def add_control_routes(app: web.Application) -> None:
-    for method, path, action in CONTROL_ROUTES:
+    from flowengine.sim.resources import CONTROL_ROUTES as RESOURCE_CONTROL_ROUTES
+
+    for method, path, action in (*CONTROL_ROUTES, *RESOURCE_CONTROL_ROUTES):
         app.router.add_route(method, path, _wrap(action))

@@ -47,12 +47,14 @@ Handler = Callable[["Simulator", ApiRequest], Reply]
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One operation: method, path under ``/v1/users/{userId}`` and the handler that runs it."""
+    """One operation: method, path under ``/v1/users/{userId}`` (under ``/v1`` when ``root``, as for
+    ``/availableNumbers`` and ``/phoneNumbers/numberInfo``) and the handler that runs it."""
 
     method: str
     path: str
     handler: Handler
     family: str = ""
+    root: bool = False
 
     def __post_init__(self) -> None:
         if not self.family:

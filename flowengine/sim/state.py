@@ -503,6 +503,110 @@ class PhoneNumber:
 
 
 @dataclass(slots=True)
+class Domain:
+    """A SIP domain: a named group of endpoints (issue 10)."""
+
+    id: str
+    name: str
+    description: str
+
+    def to_json(self, urls: Urls) -> JSONObject:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "endpoints": urls.of("domains", self.id, "endpoints"),
+        }
+
+
+SIP_REALM_SUFFIX = "bwapp.bwsipp.io"
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """A SIP endpoint of a domain. Only a salted hash of its password is kept, never the password."""
+
+    id: str
+    domain_id: str
+    domain_name: str
+    name: str
+    password_hash: str
+    salt: str
+    description: str | None = None
+    application_id: str | None = None
+    enabled: bool = True
+
+    @property
+    def realm(self) -> str:
+        return f"{self.domain_name}.{SIP_REALM_SUFFIX}"
+
+    @property
+    def sip_uri(self) -> str:
+        return f"{self.name}@{self.realm}"
+
+    def to_json(self, urls: Urls) -> JSONObject:
+        # The reference's examples print ``enabled`` as a string ("true"); so do we.
+        return _drop_none(
+            {
+                "id": self.id,
+                "name": self.name,
+                "description": self.description,
+                "domainId": self.domain_id,
+                "applicationId": self.application_id,
+                "enabled": "true" if self.enabled else "false",
+                "sipUri": self.sip_uri,
+                "credentials": {"realm": self.realm, "username": self.name},
+            }
+        )
+
+
+@dataclass(slots=True)
+class CallerName:
+    """A CNAM entry the control API set: the caller-id name of a number."""
+
+    number: str
+    name: str
+    updated: Seconds
+    created: Seconds | None = None
+
+    def to_json(self) -> JSONObject:
+        return {
+            "created": iso8601(self.created if self.created is not None else self.updated),
+            "name": self.name,
+            "number": self.number,
+            "updated": iso8601(self.updated),
+        }
+
+
+@dataclass(slots=True)
+class Transaction:
+    """One line of the account's ledger (a charge, or the opening credit)."""
+
+    id: str
+    time: Seconds
+    amount: float
+    type: str
+    units: int
+    product_type: str | None = None
+    number: str | None = None
+    resource_id: str | None = None
+
+    def to_json(self) -> JSONObject:
+        return _drop_none(
+            {
+                "id": self.id,
+                "time": iso8601(self.time),
+                "amount": f"{self.amount:.5f}",
+                "type": self.type,
+                "units": self.units,
+                "productType": self.product_type,
+                "number": self.number,
+                "resourceId": self.resource_id,
+            }
+        )
+
+
+@dataclass(slots=True)
 class World:
     """All resources of the one simulated account."""
 
@@ -519,6 +623,11 @@ class World:
     applications: dict[str, Application] = field(default_factory=dict)
     numbers: dict[str, PhoneNumber] = field(default_factory=dict)
     message_keys: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    domains: dict[str, Domain] = field(default_factory=dict)
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    caller_names: dict[str, CallerName] = field(default_factory=dict)
+    cnam_lookups: list[tuple[Seconds, str]] = field(default_factory=list)
+    ledger: dict[str, Transaction] = field(default_factory=dict)
 
     def number(self, e164: str) -> PhoneNumber | None:
         """The owned number record for an E.164 number, if the account owns it."""
