@@ -525,6 +525,117 @@ class CatapultClient:
             "delete_phone_number", "DELETE", f"/phoneNumbers/{_seg(number_id)}", idempotent=True
         )
 
+    # ------------------------------------------- account, numbers to order, SIP, errors, CNAM (issue 10)
+
+    async def get_account(self) -> JSONObject:
+        """``GET account``: ``balance`` (dollars, as a string) and ``accountType``."""
+        return await self._get_object("get_account", "/account")
+
+    async def list_account_transactions(self, params: Mapping[str, str] | None = None) -> list[JSONObject]:
+        """``GET account/transactions`` (``maxItems``, ``fromDate``, ``toDate``, ``type``, ``number``, ``page``,
+        ``size``), newest first."""
+        return await self._get_list("list_account_transactions", "/account/transactions", params)
+
+    async def search_available_numbers(
+        self, kind: str, params: Mapping[str, str] | None = None
+    ) -> list[JSONObject]:
+        """``GET /v1/availableNumbers/{local|tollFree}``: numbers that could be ordered (nothing is spent).
+
+        Raises:
+            ValueError: ``kind`` is neither ``local`` nor ``tollFree``.
+        """
+        path = f"/availableNumbers/{_number_kind(kind)}"
+        response = await self._request(
+            "search_available_numbers", "GET", path, params=params, idempotent=True, root=True
+        )
+        return self._expect_list(response, path, root=True)
+
+    async def order_available_numbers(self, kind: str, params: Mapping[str, str]) -> list[JSONObject]:
+        """``POST /v1/availableNumbers/{local|tollFree}``: search and order at once (this spends money);
+        one ``{number, nationalNumber, price, location}`` per number ordered. Never retried on a 5xx.
+
+        Raises:
+            ValueError: ``kind`` is neither ``local`` nor ``tollFree``.
+        """
+        path = f"/availableNumbers/{_number_kind(kind)}"
+        response = await self._request("order_available_numbers", "POST", path, params=params, root=True)
+        return self._expect_list(response, path, root=True)
+
+    async def import_phone_number(self, body: JSONObject) -> str:
+        """``POST phoneNumbers`` with a ``provider`` (``providerName: bandwidth-dashboard`` and its
+        ``properties``): bring a number ordered elsewhere onto the account; its id."""
+        return (await self._request("import_phone_number", "POST", "/phoneNumbers", json=body)).location_id
+
+    async def create_domain(self, body: JSONObject) -> str:
+        """``POST domains`` (``name``, ``description``); the domain's id."""
+        return (await self._request("create_domain", "POST", "/domains", json=body)).location_id
+
+    async def list_domains(self, params: Mapping[str, str] | None = None) -> list[JSONObject]:
+        """``GET domains``."""
+        return await self._get_list("list_domains", "/domains", params)
+
+    async def delete_domain(self, domain_id: str) -> None:
+        """``DELETE domains/{domainId}``."""
+        await self._request("delete_domain", "DELETE", f"/domains/{_seg(domain_id)}", idempotent=True)
+
+    async def create_endpoint(self, domain_id: str, body: JSONObject) -> str:
+        """``POST domains/{domainId}/endpoints`` (``name``, ``credentials.password``, ``applicationId``,
+        ``enabled``, ``description``); the endpoint's id."""
+        path = f"/domains/{_seg(domain_id)}/endpoints"
+        return (await self._request("create_endpoint", "POST", path, json=body)).location_id
+
+    async def list_endpoints(
+        self, domain_id: str, params: Mapping[str, str] | None = None
+    ) -> list[JSONObject]:
+        """``GET domains/{domainId}/endpoints``."""
+        return await self._get_list("list_endpoints", f"/domains/{_seg(domain_id)}/endpoints", params)
+
+    async def get_endpoint(self, domain_id: str, endpoint_id: str) -> JSONObject:
+        """``GET domains/{domainId}/endpoints/{endpointId}`` (``sipUri``, ``credentials`` without password)."""
+        path = f"/domains/{_seg(domain_id)}/endpoints/{_seg(endpoint_id)}"
+        return await self._get_object("get_endpoint", path)
+
+    async def update_endpoint(self, domain_id: str, endpoint_id: str, body: JSONObject) -> None:
+        """``POST domains/{domainId}/endpoints/{endpointId}``: unsent fields stay unchanged."""
+        path = f"/domains/{_seg(domain_id)}/endpoints/{_seg(endpoint_id)}"
+        await self._request("update_endpoint", "POST", path, json=body, idempotent=True)
+
+    async def delete_endpoint(self, domain_id: str, endpoint_id: str) -> None:
+        """``DELETE domains/{domainId}/endpoints/{endpointId}``."""
+        path = f"/domains/{_seg(domain_id)}/endpoints/{_seg(endpoint_id)}"
+        await self._request("delete_endpoint", "DELETE", path, idempotent=True)
+
+    async def list_errors(self, params: Mapping[str, str] | None = None) -> list[JSONObject]:
+        """``GET errors``: the account's recent errors, newest first (``page``, ``size``)."""
+        return await self._get_list("list_errors", "/errors", params)
+
+    async def get_error(self, error_id: str) -> JSONObject:
+        """``GET errors/{errorId}``."""
+        return await self._get_object("get_error", f"/errors/{_seg(error_id)}")
+
+    async def get_number_info(self, number: str) -> JSONObject:
+        """``GET /v1/phoneNumbers/numberInfo/{number}``: the caller-id (CNAM) ``name`` of an E.164 number."""
+        path = f"/phoneNumbers/numberInfo/{_seg(number)}"
+        response = await self._request("get_number_info", "GET", path, idempotent=True, root=True)
+        if not isinstance(response.body, dict):
+            raise CatapultAPIError(
+                status=response.status,
+                method="GET",
+                url=self.base_url + path,
+                message=f"expected a JSON object, got {_describe(response.body)}",
+            )
+        return response.body
+
+    def _expect_list(self, response: Response, path: str, *, root: bool = False) -> list[JSONObject]:
+        if not isinstance(response.body, list):
+            raise CatapultAPIError(
+                status=response.status,
+                method="GET",
+                url=(self.base_url if root else self._user_url) + path,
+                message=f"expected a JSON array, got {_describe(response.body)}",
+            )
+        return _object_list(response.body)
+
     # ----------------------------------------------------------------------------------------- generic
 
     async def execute(self, method: str, path: str, body: JSON = None, *, operation: str = "") -> Response:
@@ -603,8 +714,10 @@ class CatapultClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool = False,
+        root: bool = False,
     ) -> Response:
-        url = self._user_url + path
+        # ``root``: the few resources the API keeps outside the user (availableNumbers, numberInfo).
+        url = (self.base_url if root else self._user_url) + path
         log = _log.bind(operation=operation, method=method, url=url)
         request_headers = {"Authorization": self._authorization}
         kwargs: dict[str, Any] = {"timeout": self._timeout, "headers": request_headers}
@@ -729,6 +842,12 @@ def _describe(body: JSON) -> str:
     if body is None:
         return "no JSON body"
     return type(body).__name__
+
+
+def _number_kind(kind: str) -> str:
+    if kind not in ("local", "tollFree"):
+        raise ValueError(f"available numbers are 'local' or 'tollFree', not {kind!r}")
+    return kind
 
 
 def _connection_reason(exc: BaseException) -> str:
