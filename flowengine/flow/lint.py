@@ -347,13 +347,13 @@ class _Linter:
                     self.report(path, "error", message, "kind")
 
     def check_menus(self) -> None:
-        if self.document.partial:
-            return  # a partly built menu may hold values of the wrong type
         for name, state in self.flow.states.items():
             menu = state.menu
             if menu is None:
                 continue
             terminators = menu.terminating_digits or self.flow.defaults.gather.terminating_digits
+            if not isinstance(terminators, str) or not isinstance(menu.max_digits, int | None):
+                continue  # a partly built menu (the schema failed) may hold values of the wrong type
             for key in menu.choices:
                 path: JsonPath = ("states", name, "menu", "choices", key)
                 if menu.max_digits is not None and len(key) > menu.max_digits:
