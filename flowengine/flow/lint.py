@@ -351,13 +351,17 @@ class _Linter:
             menu = state.menu
             if menu is None:
                 continue
-            terminators = menu.terminating_digits or self.flow.defaults.gather.terminating_digits
-            if not isinstance(terminators, str) or not isinstance(menu.max_digits, int | None):
-                continue  # a partly built menu (the schema failed) may hold values of the wrong type
+            # A partly built menu (the schema failed) may hold values of the wrong type: check, not trust.
+            terminators: object = menu.terminating_digits or self.flow.defaults.gather.terminating_digits
+            max_digits: object = menu.max_digits
+            if not isinstance(terminators, str) or not (max_digits is None or isinstance(max_digits, int)):
+                continue
             for key in menu.choices:
                 path: JsonPath = ("states", name, "menu", "choices", key)
-                if menu.max_digits is not None and len(key) > menu.max_digits:
-                    message = f"choice {key!r} can never be pressed: max_digits is {menu.max_digits}"
+                if not isinstance(key, str):
+                    continue
+                if max_digits is not None and len(key) > max_digits:
+                    message = f"choice {key!r} can never be pressed: max_digits is {max_digits}"
                     self.report(path, "warning", message, "choice", at_key=True)
                 elif any(ch in terminators for ch in key):
                     message = f"choice {key!r} can never be pressed: {terminators!r} ends the gather (set terminating_digits)"
