@@ -358,8 +358,6 @@ class _Linter:
                 continue
             for key in menu.choices:
                 path: JsonPath = ("states", name, "menu", "choices", key)
-                if not isinstance(key, str):
-                    continue
                 if max_digits is not None and len(key) > max_digits:
                     message = f"choice {key!r} can never be pressed: max_digits is {max_digits}"
                     self.report(path, "warning", message, "choice", at_key=True)
