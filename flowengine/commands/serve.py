@@ -57,7 +57,9 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
     configure_logging(config.log_format, config.log_level, stderr)
     try:
-        return asyncio.run(serve(config, stdout, stderr))
+        # A token the operator chose is a secret of theirs: never print it. A generated one must be shown.
+        chosen = bool(args.executions_token or os.environ.get("FLOWENGINE_EXECUTIONS_TOKEN"))
+        return asyncio.run(serve(config, stdout, stderr, show_token=not chosen))
     except ConfigError as exc:
         stderr.write(f"flowengine serve: error: {exc}\n")
         return 1
@@ -96,7 +98,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def serve(config: ServeConfig, stdout: TextIO, stderr: TextIO) -> int:
+async def serve(config: ServeConfig, stdout: TextIO, stderr: TextIO, *, show_token: bool = True) -> int:
     """Run the server until SIGTERM/SIGINT; return the exit code."""
     from flowengine.server.app import create_app, reload_flows
 
@@ -125,7 +127,7 @@ async def serve(config: ServeConfig, stdout: TextIO, stderr: TextIO) -> int:
         numbers = sorted({n for flow in flows.values() for n in flow.numbers})
         if sim_info is not None:
             await _provision(config, numbers)
-        _banner(config, flows, numbers, sim_info, stdout)
+        _banner(config, flows, numbers, sim_info, stdout, show_token=show_token)
 
         reloads: set[asyncio.Task[object]] = set()
 
@@ -208,11 +210,14 @@ def _banner(
     numbers: list[str],
     sim_info: tuple[str, SimConfig] | None,
     out: TextIO,
+    *,
+    show_token: bool,
 ) -> None:
+    token = config.executions_token if show_token else "<your executions token>"
     lines = [
         f"flowengine serving {len(flows)} flow(s) from {config.flows_dir} at {config.public_url}",
         f"  callbacks:  {config.public_url}/callbacks/voice  {config.public_url}/callbacks/messaging",
-        f"  executions: {config.public_url}/v1/executions  (Authorization: Bearer {config.executions_token})",
+        f"  executions: {config.public_url}/v1/executions  (Authorization: Bearer {token})",
         f"  health:     {config.public_url}/healthz  {config.public_url}/readyz  {config.public_url}/metrics",
     ]
     for name, flow in sorted(flows.items()):

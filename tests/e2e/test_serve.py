@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from .conftest import E2E_FLOWS, Deployment
-from .support import Phones, Process, free_port, start, wait_for_http
+from .support import EXEC_TOKEN, SIM_SECRET, Phones, Process, free_port, start, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,12 @@ class TestEmbeddedSimulator:
             assert match, output
             placed = json.loads(match.group(1))
             assert placed["to"] == "+19195559001"
+            token = re.search(r"Authorization: Bearer (\S+)\)", output)
+            assert token, output
             async with aiohttp.ClientSession() as http:
+                headers = {"Authorization": f"Bearer {token.group(1)}"}
+                async with http.get(f"{process.url}/v1/executions", headers=headers) as listed:
+                    assert listed.status == 200  # the generated token printed is the one in force
                 phones = Phones(http, _sim_url(process))
                 call = await phones.call(placed["from"], placed["to"])
 
@@ -127,6 +132,14 @@ class TestReload:
 
 async def _logged(process: Process, event: str, needle: str) -> bool:
     return any(event in line and needle in line for line in process.output().splitlines())
+
+
+class TestSecrets:
+    def test_a_token_the_operator_chose_is_never_printed(self, deployment: Deployment) -> None:
+        output = deployment.serve.output()
+        assert "<your executions token>" in output
+        assert EXEC_TOKEN not in output
+        assert SIM_SECRET not in output
 
 
 class TestBadCallbacks:
