@@ -261,7 +261,7 @@ def _compose_and_build(loader: Any, text: str, path: str, digest: str) -> Loaded
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        raise FlowSyntaxError([_yaml_error(exc, path)]) from None
+        raise FlowSyntaxError([_yaml_error(exc, path, text)]) from None
     except yaml.YAMLError as exc:
         raise FlowSyntaxError([_diag(path, 1, 1, f"not valid YAML: {exc}", "yaml")]) from None
     finally:
@@ -303,15 +303,18 @@ def _check_depth(text: str, path: str, loader_type: type[Any]) -> None:
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.MarkedYAMLError as exc:
-        raise FlowSyntaxError([_yaml_error(exc, path)]) from None
+        raise FlowSyntaxError([_yaml_error(exc, path, text)]) from None
     finally:
         loader.dispose()
 
 
-def _yaml_error(exc: yaml.MarkedYAMLError, path: str) -> Diagnostic:
+def _yaml_error(exc: yaml.MarkedYAMLError, path: str, text: str = "") -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
     problem = exc.problem or "not valid YAML"
+    if _char_at(text, line, column) == "\t":
+        message = "YAML syntax error: a tab character; YAML is indented with spaces, never tabs"
+        return _diag(path, line, column, message, "yaml")
     if "expected a single document" in f"{exc.context} {problem}":
         message = "the file holds several YAML documents ('---'); a flow file holds exactly one"
         return _diag(path, line, column, message, "multiple-documents")
@@ -322,6 +325,14 @@ def _yaml_error(exc: yaml.MarkedYAMLError, path: str) -> Diagnostic:
     elif exc.context:
         message += f" ({exc.context})"
     return _diag(path, line, column, message, "yaml")
+
+
+def _char_at(text: str, line: int, column: int) -> str:
+    lines = text.split("\n", line)
+    if len(lines) < line:
+        return ""
+    row = lines[line - 1]
+    return row[column - 1] if 0 < column <= len(row) else ""
 
 
 def _diag(path: str, line: int, column: int, message: str, code: str) -> Diagnostic:

@@ -206,3 +206,19 @@ def test_read_yaml_refuses_a_duplicate_key_unless_asked_to_keep_going(tmp_path: 
         read_yaml(path)
     assert caught.value.diagnostics[0].code == "duplicate-key"
     assert read_yaml(path, keep_going=True).data == {"a": 1}
+
+
+def test_a_tab_in_the_indentation_is_named() -> None:
+    with pytest.raises(FlowSyntaxError) as caught:
+        _parse("flow: x\nstates:\n\ta: {}\n")
+    (problem,) = caught.value.diagnostics
+    assert (problem.line, problem.column) == (3, 1)
+    assert "never tabs" in problem.message
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "windows.yaml"
+    path.write_bytes(b"\xef\xbb\xbfflow: w\r\ninitial: a\r\nstates:\r\n  a: {final: true}\r\n")
+    file = read_yaml(path)
+    assert file.data["flow"] == "w"
+    assert file.key_mark(("states", "a")) == (str(path), 4, 3)
