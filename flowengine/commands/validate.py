@@ -14,6 +14,7 @@ from typing import TextIO
 
 from flowengine.errors import Diagnostic
 from flowengine.flow.pipeline import FileReport, check_directory, check_file, flow_files
+from flowengine.flow.schema import flow_schema
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -22,7 +23,7 @@ EXIT_USAGE = 2
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "paths", nargs="+", metavar="PATH", help="flow files, or directories searched for *.yaml and *.yml"
+        "paths", nargs="*", metavar="PATH", help="flow files, or directories searched for *.yaml and *.yml"
     )
     parser.add_argument(
         "--format",
@@ -31,9 +32,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="text (path:line:col: severity: message), json, or github (workflow commands for Actions)",
     )
     parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    parser.add_argument(
+        "--print-schema",
+        action="store_true",
+        help="print the flow JSON Schema (for editors: save it and point yaml-language-server at it)",
+    )
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    if args.print_schema:
+        stdout.write(json.dumps(flow_schema(), indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    if not args.paths:
+        stderr.write("flowengine validate: error: the following arguments are required: PATH\n")
+        return EXIT_USAGE
     usage_problem = False
     reports: list[FileReport] = []
     cross: list[Diagnostic] = []

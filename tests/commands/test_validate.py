@@ -160,3 +160,9 @@ def test_scenario_files_beside_flows_are_skipped(tmp_path: Path) -> None:
     code, out, err = _run(str(tmp_path))
     assert (code, out) == (0, "1 file checked: 0 errors, 0 warnings\n")
     assert "skipped 1 scenario file" in err
+
+
+def test_print_schema_writes_the_packaged_schema() -> None:
+    code, out, _ = _run("--print-schema")
+    assert code == 0
+    assert json.loads(out) == json.loads((ROOT / "schemas" / "flow.schema.json").read_text(encoding="utf-8"))
