@@ -194,6 +194,7 @@ class Dispatcher:
         instance_id: str,
         clock: Callable[[], Seconds] = time.time,
         timer_interval: Seconds = 0.1,
+        sweep_interval: Seconds = 30.0,
         http_max_bytes: int = 1024 * 1024,
     ) -> None:
         self.runtime = runtime
@@ -204,6 +205,7 @@ class Dispatcher:
         self.instance_id = instance_id
         self._clock = clock
         self._timer_interval = timer_interval
+        self._sweep_interval = sweep_interval
         self._http_max_bytes = http_max_bytes
         self._lanes: Lanes[Outcome] = Lanes()
         # route key -> session id, learnt from commits and lookups, so that every event of a session (tagged
@@ -619,6 +621,33 @@ class Dispatcher:
             await self._lanes.submit(f"session:{item.session_id}", self._resume_job(item.session_id))
         return len(pending)
 
+    async def sweep(self) -> int:
+        """Queue every pending outbox for execution (without waiting); return how many were queued.
+
+        Outboxes stay pending when the store failed in the middle of executing them; sessions busy right now
+        are simply handled after their current work (and then have nothing pending).
+        """
+        pending = await self.store.pending_outboxes()
+        for item in pending:
+            self._background(f"session:{item.session_id}", self._resume_job(item.session_id), "sweep")
+        return len(pending)
+
+    def _background(
+        self, lane: str, job: Callable[[], Awaitable[tuple[Outcome, Then | None]]], what: str
+    ) -> None:
+        """Queue a job nobody waits for; its failure is logged and counted, never lost silently."""
+
+        def done(future: asyncio.Future[Outcome]) -> None:
+            if future.cancelled():
+                return
+            exc = future.exception()
+            if exc is not None:
+                kind = "store" if isinstance(exc, StoreError) else what
+                self.metrics.errors.labels(kind=kind).inc()
+                _log.warning(f"{what}.failed", lane=lane, error=str(exc) or type(exc).__name__)
+
+        self._lanes.submit(lane, job).add_done_callback(done)
+
     def _resume_job(self, session_id: str) -> Callable[[], Awaitable[tuple[Outcome, Then | None]]]:
         return lambda: self._resume(session_id)
 
@@ -645,9 +674,13 @@ class Dispatcher:
             self._timer_task = asyncio.create_task(self._timer_loop(), name="flowengine-timers")
 
     async def _timer_loop(self) -> None:
+        last_sweep = time.monotonic()
         while True:
             try:
                 await self.fire_due_timers()
+                if time.monotonic() - last_sweep >= self._sweep_interval:
+                    last_sweep = time.monotonic()
+                    await self.sweep()
             except StoreError as exc:
                 self.metrics.errors.labels(kind="store").inc()
                 _log.warning("timers.store_unavailable", error=str(exc))
@@ -663,7 +696,7 @@ class Dispatcher:
         for timer in await self.store.due_timers(now):
             if await self.store.claim_timer(timer, now=now):
                 claimed += 1
-                self._lanes.submit(f"session:{timer.session_id}", self._fire_job(timer))
+                self._background(f"session:{timer.session_id}", self._fire_job(timer), "timer")
         return claimed
 
     async def _fire(self, timer: Timer) -> tuple[Outcome, Then | None]:

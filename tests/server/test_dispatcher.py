@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,7 +19,7 @@ from flowengine.store import MemoryBackend, MemoryStore, OutboxEntry
 
 from .support import USER, EchoRuntime, FakeAPI, dtmf, fake_loader, incoming, rest
 
-MakeDispatcher = Callable[[str], Dispatcher]
+MakeDispatcher = Callable[..., Dispatcher]
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ async def make_dispatcher(
     flow = fake_loader(tmp_path / "echo.yaml")
     made: list[Dispatcher] = []
 
-    def make(name: str) -> Dispatcher:
+    def make(name: str, **options: Any) -> Dispatcher:
         client = CatapultClient(
             http, user_id=USER, token="t", secret="s", base_url=str(server.make_url("/v1"))
         )
@@ -55,7 +56,7 @@ async def make_dispatcher(
             http=http,
             metrics=Metrics(),
             instance_id=name,
-            timer_interval=0.005,
+            **{"timer_interval": 0.005, **options},
         )
         made.append(dispatcher)
         return dispatcher
@@ -127,3 +128,19 @@ class TestRecovery:
         await _settle(lambda: api.paths() == ["POST /calls/c-9"])
         await _settle(lambda: not backend.sessions["s-c-9"].outbox)
         assert await survivor.store.pending_outboxes() == []
+
+    async def test_a_running_instance_sweeps_up_outboxes_left_pending(
+        self, make_dispatcher: MakeDispatcher, fake_api: tuple[FakeAPI, TestServer], backend: MemoryBackend
+    ) -> None:
+        api, _ = fake_api
+        running = make_dispatcher("running", sweep_interval=0.05)
+        running.start_timers()
+        # e.g. the store failed just before mark_done: the entry is still pending
+        stalled = MemoryStore(backend)
+        lock = await stalled.acquire("s-c-8", owner="running")
+        snapshot = {"id": "s-c-8", "flow": "echo", "state": "greet", "call": "c-8", "seen": []}
+        entry = OutboxEntry("1.0", rest("POST", "/calls/c-8", {"state": "completed"}))
+        await stalled.commit(lock, snapshot=snapshot, outbox=[entry])  # type: ignore[arg-type]
+        await stalled.release(lock)
+        await _settle(lambda: api.paths() == ["POST /calls/c-8"])
+        await _settle(lambda: not backend.sessions["s-c-8"].outbox)
