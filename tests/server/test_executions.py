@@ -160,3 +160,22 @@ class TestDocument:
 
         validate_spec(document())  # raises with the path of the first problem
         assert document()["openapi"] == "3.1.0"
+
+
+class TestStoreOutage:
+    async def test_the_executions_api_answers_503_while_the_store_is_down(
+        self, make_harness: MakeHarness
+    ) -> None:
+        h = await make_harness()
+        h.backend.available = False
+        for method, path, template in [
+            ("GET", "/v1/executions", "/v1/executions"),
+            ("GET", "/v1/executions/x", "/v1/executions/{id}"),
+            ("POST", "/v1/executions", "/v1/executions"),
+        ]:
+            response = await h.client.request(method, path, json=REQUEST, headers=AUTH)
+            assert response.status == 503
+            assert (await check(response, template, method))["error"]["code"] == "store-unavailable"
+        h.backend.available = True
+        response = await h.client.get("/v1/executions", headers=AUTH)
+        assert response.status == 200
