@@ -26,7 +26,7 @@ from aiohttp import web
 
 from flowengine.catapult.client import CatapultClient
 from flowengine.config import ServeConfig, add_arguments, config_from
-from flowengine.errors import CatapultError, ConfigError
+from flowengine.errors import CatapultError, ConfigError, FlowEngineError
 
 if TYPE_CHECKING:
     from flowengine.flow.model import Flow
@@ -60,10 +60,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         # A token the operator chose is a secret of theirs: never print it. A generated one must be shown.
         chosen = bool(args.executions_token or os.environ.get("FLOWENGINE_EXECUTIONS_TOKEN"))
         return asyncio.run(serve(config, stdout, stderr, show_token=not chosen))
-    except ConfigError as exc:
-        stderr.write(f"flowengine serve: error: {exc}\n")
-        return 1
-    except OSError as exc:
+    except (FlowEngineError, OSError) as exc:  # bad settings, an unreachable store, a port in use...
         stderr.write(f"flowengine serve: error: {exc}\n")
         return 1
 

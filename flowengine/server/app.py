@@ -30,7 +30,7 @@ from aiohttp import web
 
 from flowengine.catapult.client import CatapultClient
 from flowengine.config import ServeConfig
-from flowengine.errors import StoreError
+from flowengine.errors import FlowEngineError, StoreError
 from flowengine.flow.model import Flow
 from flowengine.server.dispatcher import Dispatcher, Outcome
 from flowengine.server.flows import FlowLibrary, Loader, ReloadReport, default_loader
@@ -171,7 +171,12 @@ async def reload_flows(app: web.Application) -> ReloadReport:
         for _ in report.rejected:
             metrics.errors.labels(kind="flow-load").inc()
         if report.changed:
-            app[RUNTIME].replace_flows(library.flows)
+            try:
+                app[RUNTIME].replace_flows(library.flows)
+            except FlowEngineError as exc:  # the loader compiles each flow, so this is a last resort
+                metrics.errors.labels(kind="flow-load").inc()
+                _log.error("flows.replace_failed", error=str(exc))
+                return report
             metrics.flows.set(len(library.flows))
         return report
 

@@ -24,10 +24,14 @@ Loader = Callable[[Path], Flow]
 
 
 def default_loader(path: Path) -> Flow:
-    """Read, validate and build one flow file (``flowengine.flow.read_flow``)."""
+    """Read, validate, build and compile one flow file, so that a flow the runtime could not compile is
+    rejected with its file's diagnostics like any other invalid file."""
     from flowengine.flow import read_flow
+    from flowengine.flow.compiler import compile_flow
 
-    return read_flow(path)
+    flow = read_flow(path)
+    compile_flow(flow)
+    return flow
 
 
 @dataclass(frozen=True, slots=True)
