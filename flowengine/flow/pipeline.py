@@ -201,25 +201,25 @@ def check_directory(reports: Iterable[FileReport]) -> list[Diagnostic]:
                 numbers[number] = (report, index)
     for report in usable:
         assert report.flow is not None
-        for state in report.flow.states.values():
-            for action in _start_flows(state):
-                if action.flow not in names:
-                    message = f"start_flow: no flow named {action.flow!r} in this directory"
-                    found.append(Diagnostic(*_pos(action.pos), "error", message, "unknown-flow"))
+        for action in _start_flows(report.flow):
+            if action.flow not in names:
+                message = f"start_flow: no flow named {action.flow!r} in this directory"
+                found.append(Diagnostic(*_pos(action.pos), "error", message, "unknown-flow"))
     return sorted(found)
 
 
-def _start_flows(state: model.State) -> list[model.StartFlow]:
-    actions: list[model.ActionType] = list(state.actions)
-    for transitions in state.on.values():
-        for transition in transitions:
-            actions.extend(transition.actions)
-    for timer in state.after:
-        for transition in timer.transitions:
-            actions.extend(transition.actions)
-    if state.menu is not None:
-        for transition in state.menu.choices.values():
-            actions.extend(transition.actions)
+def _start_flows(flow: model.Flow) -> list[model.StartFlow]:
+    transitions: list[model.Transition] = [t for ts in flow.on.values() for t in ts]
+    actions: list[model.ActionType] = []
+    for state in flow.states.values():
+        actions.extend(state.actions)
+        transitions.extend(t for ts in state.on.values() for t in ts)
+        transitions.extend(t for timer in state.after for t in timer.transitions)
+        if state.menu is not None:
+            transitions.extend(state.menu.choices.values())
+            transitions.extend((state.menu.noinput.then, state.menu.nomatch.then))
+    for transition in transitions:
+        actions.extend(transition.actions)
     return [action for action in actions if isinstance(action, model.StartFlow)]
 
 

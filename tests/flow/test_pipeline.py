@@ -99,6 +99,14 @@ class TestReadFlows:
         with pytest.raises(FlowValidationError, match="no flow named 'missing'"):
             read_flows(tmp_path)
 
+    def test_start_flow_in_a_flow_wide_handler_is_checked_too(self, tmp_path: Path) -> None:
+        text = "flow: a\ninitial: a\non: {error: {do: [{start_flow: nope}], goto: end}}\nstates:\n  a: {do: [answer]}\n"
+        _write(tmp_path / "a.yaml", text)
+        with pytest.raises(FlowValidationError) as caught:
+            read_flows(tmp_path)
+        (problem,) = caught.value.errors
+        assert (problem.line, problem.column, problem.code) == (3, 19, "unknown-flow")
+
     def test_a_missing_directory_is_an_error(self, tmp_path: Path) -> None:
         with pytest.raises(FlowValidationError, match="is not a directory"):
             read_flows(tmp_path / "nope")
