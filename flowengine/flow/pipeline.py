@@ -26,8 +26,9 @@ FLOW_SUFFIXES = (".yaml", ".yml")
 def validate_flow(document: LoadedDocument) -> list[Diagnostic]:
     """Check ``document`` against the schema and the value rules (durations, limits); sorted diagnostics.
 
-    Included files are checked as fragments, each error placed in its own file. When the schema passes,
-    the flow is built too (``document.flow``), so ``build_flow`` costs nothing more.
+    Included files are checked as fragments, each error placed in its own file. The flow is built too
+    (``document.flow``), so ``build_flow`` costs nothing more; when the schema fails it is built from the
+    parts that can be (``document.partial``), for ``lint_flow`` to report the file's other problems.
     """
     if document.validation is not None:
         return list(document.validation)
