@@ -17,7 +17,9 @@ that any instance can execute them after a crash).
 Outbox entries (``OutboxEntry.command``) have one of two shapes::
 
     {"kind": "rest", "method": "POST", "path": "/v1/users/{userId}/calls/c-1/gather", "body": {...},
-     "operation": "create_gather", "command_id": "7" | null}
+     "operation": "createGather", "command_id": "7" | null,
+     "result": true,                      # optional: feed a success back (someone waits for the id)
+     "conference_name": "standup"}        # optional, on createConference: share the conference by name
     {"kind": "http", "method": "POST", "url": "https://crm.example/hook", "headers": {...},
      "json": ... | null, "body": "..." | null, "timeout": 10.0, "command_id": "8" | null}
 
@@ -439,18 +441,24 @@ class Dispatcher:
             self._lane_of[route] = lane
 
     def _then(self, lock: Lock, step: Step, entries: list[OutboxEntry]) -> Then:
+        held = [lock]
+
         async def execute() -> None:
             try:
-                await self._execute(lock, step.snapshot, entries, ended=step.ended)
+                await self._execute(held, step.snapshot, entries, ended=step.ended)
             finally:
-                await self._release(lock)
+                await self._release(held[0])
 
         return execute
 
     async def _execute(
-        self, lock: Lock, snapshot: JSONObject, entries: list[OutboxEntry], *, ended: bool
+        self, held: list[Lock], snapshot: JSONObject, entries: list[OutboxEntry], *, ended: bool
     ) -> None:
-        """Execute entries in order, feeding outcomes back to the runtime; the lock is held throughout."""
+        """Execute entries in order, feeding outcomes back to the runtime; the lock is held throughout.
+
+        ``held[0]`` is the session's lock; it is replaced when renewed, so the caller releases the latest.
+        """
+        lock = held[0]
         queue = list(entries)
         session_id = lock.session_id
         renewed = time.monotonic()
@@ -458,7 +466,7 @@ class Dispatcher:
             entry = queue.pop(0)
             if time.monotonic() - renewed > lock.ttl / 3:
                 # Long executions (rate-limit waits, slow APIs) must not let the lock lapse under us.
-                lock = await self.store.renew(lock)
+                lock = held[0] = await self.store.renew(lock)
                 renewed = time.monotonic()
             name = _conference_name(entry.command)
             async with self._name_lock(name):
@@ -482,7 +490,7 @@ class Dispatcher:
                 await self.store.mark_done(session_id, done)
                 if feedback is None:
                     continue
-                lock = await self.store.renew(lock)
+                lock = held[0] = await self.store.renew(lock)
                 renewed = time.monotonic()
                 step = self.runtime.handle(snapshot, feedback, self._clock())
                 snapshot = step.snapshot
