@@ -31,6 +31,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("call", "flowengine.commands.call", "call (or text) a flow from the terminal, on the simulator"),
     ("sim", "flowengine.commands.sim", "run the Bandwidth v1 API simulator with scripted phones"),
     ("graph", "flowengine.commands.graph", "draw a flow's states and transitions as Mermaid or DOT"),
+    ("provision", "flowengine.commands.provision", "make the API account match the flows (plan, then apply)"),
 )
 
 EXIT_OK = 0

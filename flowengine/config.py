@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -147,9 +147,12 @@ class ServeConfig:
         return (self.callback_user, self.callback_password) if self.callback_user else None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add a flag for every setting; their defaults are None so that unset flags fall back to variables."""
+def add_arguments(parser: argparse.ArgumentParser, only: Collection[str] | None = None) -> None:
+    """Add a flag for every setting (or for the settings named in ``only``); their defaults are None so that
+    unset flags fall back to variables."""
     for setting in SETTINGS:
+        if only is not None and setting.name not in only:
+            continue
         env_note = f" [env {setting.env}]"
         if setting.kind == "bool":
             parser.add_argument(
