@@ -32,6 +32,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("sim", "flowengine.commands.sim", "run the Bandwidth v1 API simulator with scripted phones"),
     ("graph", "flowengine.commands.graph", "draw a flow's states and transitions as Mermaid or DOT"),
     ("provision", "flowengine.commands.provision", "make the API account match the flows (plan, then apply)"),
+    ("doctor", "flowengine.commands.doctor", "check credentials, application, numbers and the public URL"),
 )
 
 EXIT_OK = 0
