@@ -51,7 +51,7 @@ from flowengine.errors import (
     LockTimeoutError,
     StoreError,
 )
-from flowengine.server.lanes import Lanes, Then
+from flowengine.server.lanes import Lanes, Then, current_lane
 from flowengine.server.metrics import Metrics
 from flowengine.store.base import Lock, OutboxEntry, Store, Timer
 from flowengine.typing import JSON, JSONObject, Seconds
@@ -210,9 +210,9 @@ class Dispatcher:
         self._sweep_interval = sweep_interval
         self._http_max_bytes = http_max_bytes
         self._lanes: Lanes[Outcome] = Lanes()
-        # route key -> session id, learnt from commits and lookups, so that every event of a session (tagged
-        # or not, of any leg) queues in the same lane: ``session:<id>``. Bounded; a miss only costs order
-        # within this instance until the next commit (the store lock still serialises).
+        # route key -> lane, learnt from commits and lookups, so that every event of a session (tagged or
+        # not, of any leg, timers too) queues in one lane: the one its first event ran in. Bounded; a miss
+        # only costs order within this instance until the next commit (the store lock still serialises).
         self._lane_of: dict[str, str] = {}
         self._timer_task: asyncio.Task[None] | None = None
 
@@ -338,8 +338,7 @@ class Dispatcher:
             NoSuchFlow, ValueError: bad request; StoreError: the store is unavailable.
         """
         step = self.runtime.start_outbound(flow, to, from_, variables, self._clock())
-        key = f"session:{step.session_id}"
-        future = self._lanes.submit(key, lambda: self._begin_execution(step))
+        future = self._lanes.submit(self._session_lane(step.session_id), lambda: self._begin_execution(step))
         outcome = await asyncio.shield(future)
         if outcome.status != "started":
             raise StoreError(f"execution {step.session_id!r} could not start: {outcome.detail}")
@@ -373,7 +372,7 @@ class Dispatcher:
 
     async def cancel_execution(self, session_id: str) -> bool:
         """End a session (hang up its calls); False if it is unknown or already ended."""
-        future = self._lanes.submit(f"session:{session_id}", lambda: self._cancel(session_id))
+        future = self._lanes.submit(self._session_lane(session_id), lambda: self._cancel(session_id))
         outcome = await asyncio.shield(future)
         return outcome.status == "handled"
 
@@ -434,11 +433,18 @@ class Dispatcher:
         return entries
 
     def _learn(self, routes: Sequence[str], session_id: str) -> None:
-        lane = f"session:{session_id}"
+        """Point the session's route keys at its lane: the lane its first event here ran in."""
+        key = f"session:{session_id}"
         if len(self._lane_of) > _LANE_CACHE_LIMIT:
             self._lane_of.clear()
+        lane = self._lane_of.get(key) or current_lane.get() or key
+        self._lane_of[key] = lane
         for route in routes:
             self._lane_of[route] = lane
+
+    def _session_lane(self, session_id: str) -> str:
+        key = f"session:{session_id}"
+        return self._lane_of.get(key, key)
 
     def _then(self, lock: Lock, step: Step, entries: list[OutboxEntry]) -> Then:
         held = [lock]
@@ -626,7 +632,7 @@ class Dispatcher:
         """Execute outboxes left pending by a previous run (crash); return how many sessions had one."""
         pending = await self.store.pending_outboxes()
         for item in pending:
-            await self._lanes.submit(f"session:{item.session_id}", self._resume_job(item.session_id))
+            await self._lanes.submit(self._session_lane(item.session_id), self._resume_job(item.session_id))
         return len(pending)
 
     async def sweep(self) -> int:
@@ -637,7 +643,7 @@ class Dispatcher:
         """
         pending = await self.store.pending_outboxes()
         for item in pending:
-            self._background(f"session:{item.session_id}", self._resume_job(item.session_id), "sweep")
+            self._background(self._session_lane(item.session_id), self._resume_job(item.session_id), "sweep")
         return len(pending)
 
     def _background(
@@ -704,7 +710,7 @@ class Dispatcher:
         for timer in await self.store.due_timers(now):
             if await self.store.claim_timer(timer, now=now):
                 claimed += 1
-                self._background(f"session:{timer.session_id}", self._fire_job(timer), "timer")
+                self._background(self._session_lane(timer.session_id), self._fire_job(timer), "timer")
         return claimed
 
     async def _fire(self, timer: Timer) -> tuple[Outcome, Then | None]:

@@ -10,6 +10,7 @@ before the next job of the same key starts.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ Then = Callable[[], Awaitable[None]]
 Job = Callable[[], Awaitable[tuple[T, Then | None]]]
 
 _log = structlog.get_logger("flowengine.server")
+
+current_lane: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_lane", default=None)
+"""The key of the lane whose job is running (None outside lanes)."""
 
 
 @dataclass
@@ -55,6 +59,7 @@ class Lanes(Generic[T]):
         return future
 
     async def _run(self, key: str, lane: _Lane[T]) -> None:
+        current_lane.set(key)  # the worker task runs in its own context copy
         try:
             while lane.jobs:
                 job, future = lane.jobs.popleft()

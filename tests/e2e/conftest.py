@@ -29,6 +29,7 @@ from .support import (
     free_port,
     start,
     wait_for_http,
+    wait_for_output,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,6 +158,7 @@ def deployment(
         )
         try:
             wait_for_http(serve, "/readyz")
+            wait_for_output(serve, "configure your Bandwidth application")
             numbers = _provision(sim.url, serve.url, flows_dir)
             yield Deployment(sim, serve, flows_dir, numbers)
         finally:

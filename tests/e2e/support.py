@@ -94,6 +94,15 @@ def wait_for_http(process: Process, path: str, timeout: float = 20.0) -> None:
     raise AssertionError(f"{process.name} did not answer {path} within {timeout} s:\n{process.output()}")
 
 
+def wait_for_output(process: Process, text: str, timeout: float = 10.0) -> None:
+    """Wait until the process has written ``text`` (e.g. its start-up banner)."""
+    deadline = time.monotonic() + timeout
+    while text not in process.output():
+        if process.popen.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{process.name} never wrote {text!r}:\n{process.output()}")
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def running(process: Process) -> Iterator[Process]:
     try:

@@ -8,14 +8,22 @@ import json
 import re
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from .conftest import E2E_FLOWS, Deployment
-from .support import EXEC_TOKEN, SIM_SECRET, Phones, Process, free_port, start, wait_for_http
+from .support import (
+    EXEC_TOKEN,
+    SIM_SECRET,
+    Phones,
+    Process,
+    free_port,
+    start,
+    wait_for_http,
+    wait_for_output,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +43,7 @@ def _serve_embedded(tmp_path: Path, *extra: str) -> tuple[Process, Path]:
         env={"FLOWENGINE_USER_ID": "", "FLOWENGINE_TOKEN": "", "FLOWENGINE_SECRET": ""},
     )
     wait_for_http(process, "/readyz")
-    deadline = time.monotonic() + 10
-    while "place a test call" not in process.output():
-        assert time.monotonic() < deadline, f"no banner:\n{process.output()}"
-        time.sleep(0.02)
+    wait_for_output(process, "place a test call")
     return process, flows / "e2e-ivr.yaml"
 
 
