@@ -334,6 +334,8 @@ def _flows(flows: tuple[str, ...]) -> str:
 def _show(value: JSON) -> str:
     if value is None:
         return "(unset)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return redact(value) if isinstance(value, str) and "://" in value else str(value)
 
 

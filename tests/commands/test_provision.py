@@ -89,7 +89,7 @@ def test_the_plan_is_applied_and_a_second_run_changes_nothing(sim_thread: SimThr
         f"      incomingCallUrl: {PUBLIC}/callbacks/voice",
         f"      incomingMessageUrl: {PUBLIC}/callbacks/messaging",
         "      callbackHttpMethod: POST",
-        "      autoAnswer: False",
+        "      autoAnswer: false",
     ]
     assert f"  ~ assign {IVR} (ivr-main-line) to 'flowengine-production' (now unassigned)" in lines
     assert (
