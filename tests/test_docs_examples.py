@@ -1,4 +1,4 @@
-"""Every YAML block of docs/*.md is checked, and the language reference covers the schema and the events.
+"""Every YAML block of docs/*.md and README.md is checked, and the language reference covers the schema and the events.
 
 Convention (documented in docs/flow-language.md, "YAML blocks in these docs"):
 
@@ -45,7 +45,7 @@ class Block:
 
 def _blocks() -> list[Block]:
     found = []
-    for doc in sorted(DOCS.glob("*.md")):
+    for doc in [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]:
         text = doc.read_text(encoding="utf-8")
         for match in _FENCE.finditer(text):
             line = text.count("\n", 0, match.start(1)) + 1
