@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from flowengine.catapult.events import (
     AnswerEvent,
@@ -330,6 +330,18 @@ def _describe(event: object) -> str:
 
 _AUDIO = (model.Speak, model.Play)
 
+_COMMITTED = 1
+"""Marks an action frame (``["A", address, index, 1, event]``) of a transition with a target: it runs to its
+end, even when the target takes another transition meanwhile. ``event`` is what the actions see as ``event``
+(the event that took the transition), however long they wait for prompts."""
+
+
+def _is_committed(frame: list[Any]) -> bool:
+    kind = frame[0]
+    if kind == "A":
+        return len(frame) > 3 and frame[3] == _COMMITTED
+    return kind in ("E", "S", "X")
+
 
 class _Run:
     """Handling of one event for one session: collects commands and applies the rules."""
@@ -471,13 +483,40 @@ class _Run:
             if address is not None:
                 if session.program is None:
                     session.program = []
-                session.program.insert(0, ["A", address, 0])
+                session.program.insert(0, ["A", address, 0, 0, self.event_data])
         else:
             self.note(f"{label} -> {target}")
             self.leave()
-            session.program = [["A", address, 0]] if address is not None else []
-            session.program.append(["E", target])
+            program = self.committed()
+            if address is not None:
+                program.append(["A", address, 0, _COMMITTED, self.event_data])
+            session.program = program
+            if target == model.END:
+                # Ending is not a state: the session ends once the transition's actions have run.
+                program.append(["E", target])
+            else:
+                # The target is entered at once, so the events that arrive while the transition's prompts
+                # still play are handled by its handlers; its entry actions queue behind those prompts.
+                self.enter(target)
         self.run_program()
+
+    def committed(self) -> list[list[Any]]:
+        """What of the program survives leaving the state: the rest of earlier transitions' actions (a
+        transition's actions always run to their end, in order), an ending or an error's apology, and the
+        wait for a prompt they started (so what follows never cuts it short, unless it loops). The left
+        state's own entry actions, stays and retries are dropped."""
+        program = self.session.program
+        if not program:
+            return []
+        kept: list[list[Any]] = []
+        for index, frame in enumerate(program):
+            if frame[0] == "W":
+                owner = program[index + 1] if index + 1 < len(program) else None
+                if owner is not None and _is_committed(owner) and not (len(frame) > 2 and frame[2]):
+                    kept.append(frame)
+            elif _is_committed(frame):
+                kept.append(frame)
+        return kept
 
     def leave(self) -> None:
         """Leave the current state: cancel its timers and stop a gather in progress."""
@@ -539,7 +578,7 @@ class _Run:
             self.emit(cmd.StartTimer(key=key, at=at))
         program = session.program if session.program is not None else []
         if f"do:{name}" in self.item.actions:
-            program.append(["A", f"do:{name}", 0])
+            program.append(["A", f"do:{name}", 0, 0, self.event_data])
         if state.final:
             program.append(["F"])
         session.program = program
@@ -577,6 +616,8 @@ class _Run:
                 action = actions[index]
                 if self.must_wait(action):
                     return
+                if len(frame) > 4:
+                    self.restore_event(frame[4])
                 frame[2] = index + 1
                 self.steps += 1
                 if self.steps > MAX_STEPS:
@@ -590,6 +631,15 @@ class _Run:
                     return
         if session.program is not None and not session.program:
             session.program = None
+
+    def restore_event(self, data: Any) -> None:
+        """Let a queued action see the event that queued it (not the ``speak`` done that let it run)."""
+        if data is self.event_data or not isinstance(data, dict) or data == self.event_data:
+            return
+        self.event_data = data
+        if data.get("name") == "error":
+            self.error_data = {key: data.get(key) for key in ("code", "message", "operation")}
+        self.changed()
 
     def must_wait(self, action: model.ActionType) -> bool:
         if isinstance(action, _AUDIO):
@@ -628,7 +678,8 @@ class _Run:
             self.note(f"no live {role} leg to play to")
             return
         fields = self.prompt_fields(prompt)
-        tag = self.session.next_id("a")
+        # The tag says what plays ("a": a sentence, "p": a file), so stop_audio can stop it later.
+        tag = self.session.next_id("a" if fields["sentence"] is not None else "p")
         sent = self.emit(
             cmd.PlayAudio(
                 command_id=tag,
@@ -640,16 +691,18 @@ class _Run:
             )
         )
         if sent:
-            self.mark_busy(role, tag)
+            self.mark_busy(role, tag, loop=prompt.loop)
 
-    def mark_busy(self, role: str, tag: str) -> None:
+    def mark_busy(self, role: str, tag: str, *, loop: bool = False) -> None:
+        """``role``'s leg plays the audio item ``tag``: what follows in the program waits for its end
+        (``["W", tag]``; ``["W", tag, 1]`` for a loop, which a later transition never waits for)."""
         session = self.session
         if session.busy is None:
             session.busy = {}
         session.busy[role] = tag
         if session.program is None:
             session.program = []
-        session.program.insert(0, ["W", tag])
+        session.program.insert(0, ["W", tag, 1] if loop else ["W", tag])
 
     def say(self, text: str) -> None:
         if text:
@@ -759,6 +812,9 @@ class _Run:
         role = self.role_for(event)
         if role is None:
             self.note(f"answer for unknown call {event.call_id}")
+            return
+        if self.session.status_of(role) not in _LIVE:
+            self.note(f"answer for {role} after its end ignored")  # a late or repeated callback
             return
         self.session.set_status(role, "up")
         self.flow_event(role, "answer", event.to_context)
@@ -1214,9 +1270,12 @@ def _do_stop_audio(run: _Run, action: model.StopAudio) -> None:
         session.busy = None
     if call_id is None or tag is None:
         return
-    command = next((c for c in reversed(run.commands) if isinstance(c, cmd.PlayAudio) and c.tag == tag), None)
-    kind = command.kind if command is not None else "speak"
-    run.emit(cmd.StopAudio(command_id=session.next_id("s"), call_id=call_id, kind=kind))
+    run.emit(cmd.StopAudio(command_id=session.next_id("s"), call_id=call_id, kind=_audio_kind(tag)))
+
+
+def _audio_kind(tag: str) -> Literal["speak", "playback"]:
+    """What the audio item ``tag`` plays, from the prefix :meth:`_Run.play` gave it."""
+    return "playback" if tag.rsplit(TAG_SEPARATOR, 1)[-1].startswith("p") else "speak"
 
 
 def _do_gather(run: _Run, action: model.Gather) -> None:

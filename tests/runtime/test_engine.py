@@ -165,6 +165,136 @@ class TestPrompts:
         assert _tagless(driver.speak_done()) == [_say("three")]
 
 
+HANG_UP = 'POST /calls/c-caller {"state":"completed"}'
+
+
+def _recorder() -> m.Flow:
+    """A voicemail in code: a transition that speaks, then states that take further transitions."""
+    return m.Flow(
+        name="vm",
+        kind="voice",
+        initial="recording",
+        numbers=(OURS,),
+        states={
+            "recording": m.State(
+                "recording",
+                actions=(m.Answer(), m.Record()),
+                on={
+                    "recording.complete": (
+                        T(
+                            "transcribing",
+                            actions=(
+                                m.Speak(prompt=P(text="Thank you.")),
+                                m.Log(message="saved {{ event.recording_id }}"),
+                            ),
+                        ),
+                    ),
+                },
+            ),
+            "transcribing": m.State(
+                "transcribing",
+                actions=(m.Speak(prompt=P(text="One moment.")),),
+                on={
+                    "transcription.completed": (
+                        T("goodbye", actions=(m.Log(message="heard {{ event.text }}"),)),
+                    ),
+                    "speak.done": (T(None, actions=(m.Log(message="all said"),)),),
+                },
+                after=(m.Timer(60.0, (T("goodbye"),)),),
+            ),
+            "goodbye": m.State("goodbye", actions=(m.Hangup(),), final=True),
+        },
+    )
+
+
+class TestTransitions:
+    def test_an_event_during_a_transition_s_prompt_is_handled_by_the_target_state(self) -> None:
+        driver = Driver({"vm": _recorder()})
+        driver.incoming()
+        assert _tagless(driver.recording()) == ["timer after:transcribing:0:2 at 61", _say("Thank you.")]
+        assert driver.session.state == "transcribing"
+        assert driver.transcription("call me") == ["cancel after:transcribing:0:2"]
+        assert driver.session.state == "goodbye"
+
+    def test_a_later_transition_never_cuts_the_transition_s_prompt_and_runs_its_actions(self) -> None:
+        driver = Driver({"vm": _recorder()})
+        driver.incoming()
+        driver.recording()
+        driver.transcription("call me")
+        assert driver.speak_done() == [
+            "log info saved r-1",
+            "log info heard call me",
+            HANG_UP,
+            "end hangup",
+        ]
+
+    def test_the_transition_s_prompts_play_before_the_target_s_entry_prompts(self) -> None:
+        driver = Driver({"vm": _recorder()})
+        driver.incoming()
+        driver.recording()
+        assert _tagless(driver.speak_done()) == ["log info saved r-1", _say("One moment.")]
+        assert driver.session.program is not None
+        assert driver.speak_done() == ["log info all said"]
+        assert driver.session.program is None
+
+    def test_speak_done_reaches_the_target_only_when_every_queued_prompt_has_played(self) -> None:
+        driver = Driver({"vm": _recorder()})
+        driver.incoming()
+        driver.recording()
+        assert "log info all said" not in driver.speak_done()
+        assert driver.speak_done() == ["log info all said"]
+
+    def test_a_looping_prompt_of_a_transition_does_not_hold_up_the_next_state(self) -> None:
+        flow = m.Flow(
+            name="hold",
+            kind="voice",
+            initial="a",
+            numbers=(OURS,),
+            states={
+                "a": m.State(
+                    "a",
+                    actions=(m.Answer(),),
+                    on={
+                        "dtmf": (
+                            T("b", actions=(m.Play(prompt=P(url="https://m.test/hold.mp3", loop=True)),)),
+                        )
+                    },
+                ),
+                "b": m.State("b", on={"dtmf": (T("c", actions=(m.StopAudio(),)),)}),
+                "c": m.State("c", actions=(m.Speak(prompt=P(text="Hello.")),)),
+            },
+        )
+        driver = Driver({"hold": flow})
+        driver.incoming()
+        driver.dtmf("1")
+        assert driver.session.state == "b"
+        stopped = (driver.session.busy or {})["caller"]
+        assert _tagless(driver.dtmf("2")) == ['POST /calls/c-caller/audio {"fileUrl":""}', _say("Hello.")]
+        assert driver.session.state == "c"
+        assert driver.audio_done(kind="playback", tag=stopped) == []
+
+    def test_a_transition_to_end_ends_once_its_prompt_has_played(self) -> None:
+        flow = m.Flow(
+            name="bye",
+            kind="voice",
+            initial="a",
+            numbers=(OURS,),
+            states={
+                "a": m.State(
+                    "a",
+                    actions=(m.Answer(),),
+                    on={"dtmf": (T("end", actions=(m.Speak(prompt=P(text="Bye.")),)),)},
+                ),
+            },
+        )
+        driver = Driver({"bye": flow})
+        driver.incoming()
+        assert _tagless(driver.dtmf("1")) == [_say("Bye.")]
+        assert not driver.session.ended
+        assert driver.dtmf("2") == []
+        assert driver.speak_done() == [HANG_UP, "end end"]
+
+
 class TestMenu:
     @pytest.mark.parametrize(("key", "state"), [("1", "sales"), ("2", "support"), ("3", "voicemail")])
     def test_every_choice_goes_to_its_state(self, key: str, state: str) -> None:
@@ -226,6 +356,17 @@ class TestMenu:
 
 
 class TestHangup:
+    def test_a_late_answer_after_the_caller_hung_up_does_not_revive_the_leg(self) -> None:
+        flow = _recorder()
+        states = dict(flow.states)
+        states["recording"] = m.State("recording", actions=(m.Answer(), m.Record(max_duration=60.0)))
+        driver = Driver({"vm": m.Flow(**{**_fields(flow), "states": states})})
+        driver.incoming()
+        assert driver.hangup() == ["timer drain at 601"]
+        assert driver.answer() == []
+        assert driver.fire("record:caller") == []
+        assert driver.session.status_of("caller") == "gone"
+
     @pytest.mark.parametrize("state", ["greet", "menu", "sales", "talking", "voicemail-before-record"])
     def test_the_caller_hanging_up_ends_the_session_in_every_state(self, state: str) -> None:
         driver = Driver({"ivr": _ivr()})
@@ -460,8 +601,8 @@ class TestMessaging:
     def test_a_conversation_waits_for_the_reply_with_a_timeout(self) -> None:
         driver = Driver({"sms": self._flow()})
         assert _tagless(driver.text_in("hello")) == [
-            self._sent("Hi! Reply YES to confirm."),
             "timer after:asked:0:2 at 600",
+            self._sent("Hi! Reply YES to confirm."),
         ]
         lines = _tagless(driver.text_in("yes"))
         assert lines[0] == "cancel after:asked:0:2"

@@ -207,9 +207,11 @@ class TestVoicemail:
         ]
         assert tagless(driver.recording()) == [
             "POST /recordings/r-1/transcriptions {}",
+            "timer after:transcribing:0:3 at 304",
             say("Thank you. Your message was saved."),
         ]
-        assert driver.speak_done() == ["timer after:transcribing:0:3 at 305"]
+        assert driver.session.state == "transcribing"
+        assert driver.speak_done() == []
         assert driver.transcription("call me back") == [
             "cancel after:transcribing:0:3",
             'http POST https://hooks.test/tx {"caller":"+15559998888",'
@@ -254,6 +256,18 @@ class TestVoicemail:
         driver.recording()
         driver.speak_done()
         assert driver.fire("after:transcribing:0:3") == [HANG_UP, "end hangup"]
+
+    def test_a_transcription_that_arrives_while_thank_you_plays_is_posted_after_it(
+        self, flows: dict[str, model.Flow]
+    ) -> None:
+        driver = self._recording(flows)
+        driver.gather("", reason="terminating-digit")
+        driver.recording()
+        assert driver.transcription("call me back") == ["cancel after:transcribing:0:3"]
+        assert driver.session.state == "delivered"
+        lines = driver.speak_done()
+        assert lines[0].startswith("http POST https://hooks.test/tx")
+        assert driver.http(driver.pending_of(cmd.HttpCall), 204) == [HANG_UP, "end hangup"]
 
 
 # ----------------------------------------------------------------------------------- forwarding
