@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from transitions import Machine
@@ -100,6 +100,46 @@ def menu_gather(state: model.State) -> model.Gather:
         into=menu.into,
         pos=state.pos,
     )
+
+
+MAX_SENTENCE = 1000
+"""The longest sentence the API speaks."""
+
+
+def retry_steps(state: model.State, retry: model.Retry, gather: model.Gather) -> tuple[model.ActionType, ...]:
+    """What a menu does to ask again: the gather, after the retry's ``reprompt`` if it has one.
+
+    When the reprompt and the menu's prompt are both sentences that sound alike (same voice, gender and
+    locale, no loop or volume of their own), the reprompt becomes the start of the gather's prompt sentence:
+    the gather's prompt is bargeable, so a caller can press a key while the reprompt is still spoken. Otherwise
+    (an audio file on either side, different voices, too long) the reprompt is played first and the gather
+    starts when it has finished: keys pressed during the reprompt are not collected.
+    """
+    reprompt = retry.reprompt
+    if reprompt is None:
+        return (gather,)
+    joined = _joined_prompt(reprompt, gather.prompt)
+    if joined is not None:
+        return (replace(gather, prompt=joined),)
+    return (_prompt_action(reprompt, state.pos), gather)
+
+
+def _joined_prompt(reprompt: model.Prompt, prompt: model.Prompt | None) -> model.Prompt | None:
+    if prompt is None or reprompt.text is None or prompt.text is None:
+        return None
+    if reprompt.url is not None or prompt.url is not None or reprompt.loop or prompt.loop:
+        return None
+    if reprompt.volume is not None or reprompt.voice not in (None, prompt.voice):
+        return None
+    if (reprompt.gender, reprompt.locale) != (prompt.gender, prompt.locale):
+        return None
+    first, second = reprompt.text.rstrip(), prompt.text.lstrip()
+    if first.endswith(("-}}", "-%}", "-#}")) or second.startswith(("{{-", "{%-", "{#-")):
+        return None  # whitespace control would eat the space between the two sentences
+    text = f"{first} {second}"
+    if len(text) > MAX_SENTENCE:
+        return None
+    return replace(prompt, text=text)
 
 
 def _prompt_action(prompt: model.Prompt, pos: model.Position) -> model.ActionType:
@@ -242,9 +282,7 @@ class CompiledFlow:
             ("nomatch", menu.nomatch, "m:gather.done"),
             ("noinput", menu.noinput, "m:gather.noinput"),
         ):
-            steps: tuple[model.ActionType, ...] = (gather,)
-            if retry.reprompt is not None:
-                steps = (_prompt_action(retry.reprompt, state.pos), gather)
+            steps = retry_steps(state, retry, gather)
             address = self._add_actions(f"{kind}:{name}", steps)
 
             def below(trial: Trial, kind: str = kind, limit: int = retry.max) -> bool:

@@ -99,6 +99,44 @@ class TestChoosing:
         assert actions[1].max_digits == 2
 
 
+def _retry_actions(reprompt: m.Prompt, prompt: m.Prompt | None = None) -> tuple[m.ActionType, ...]:
+    menu = m.Menu(
+        prompt=prompt or m.Prompt(text="Press 1."),
+        choices={"1": m.Transition("a")},
+        noinput=m.Retry(reprompt=reprompt),
+    )
+    return compile_flow(_flow(a=m.State("a", menu=menu))).actions["noinput:a"]
+
+
+class TestReprompts:
+    def test_a_spoken_reprompt_starts_the_gather_s_prompt_sentence(self) -> None:
+        actions = _retry_actions(m.Prompt(text="Sorry. "))
+        assert len(actions) == 1
+        gather = actions[0]
+        assert isinstance(gather, m.Gather)
+        assert gather.prompt == m.Prompt(text="Sorry. Press 1.")
+
+    @pytest.mark.parametrize(
+        ("reprompt", "prompt"),
+        [
+            pytest.param(m.Prompt(url="https://m.test/sorry.mp3"), None, id="reprompt-file"),
+            pytest.param(m.Prompt(text="Sorry."), m.Prompt(url="https://m.test/menu.mp3"), id="prompt-file"),
+            pytest.param(m.Prompt(text="Sorry.", voice="paul"), None, id="another-voice"),
+            pytest.param(m.Prompt(text="Sorry.", locale="fr_FR"), None, id="another-locale"),
+            pytest.param(m.Prompt(text="Sorry.", volume=3), None, id="own-volume"),
+            pytest.param(m.Prompt(text="Sorry.", loop=True), None, id="loop"),
+            pytest.param(m.Prompt(text="x" * 995), None, id="too-long"),
+            pytest.param(m.Prompt(text="Sorry {{- '.' }}"), m.Prompt(text="{{- 'Press 1.' }}"), id="trim"),
+        ],
+    )
+    def test_other_reprompts_are_said_before_the_gather(
+        self, reprompt: m.Prompt, prompt: m.Prompt | None
+    ) -> None:
+        actions = _retry_actions(reprompt, prompt)
+        assert [type(action) for action in actions] in ([m.Speak, m.Gather], [m.Play, m.Gather])
+        assert actions[0].prompt == reprompt  # type: ignore[union-attr]
+
+
 class TestErrors:
     def test_an_unknown_target_is_reported_at_its_position(self) -> None:
         flow = _flow(a=_state("a", dtmf=(m.Transition("nowhere", pos=HERE),)))

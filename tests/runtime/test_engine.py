@@ -295,7 +295,48 @@ class TestTransitions:
         assert driver.speak_done() == [HANG_UP, "end end"]
 
 
+MENU_PROMPT = "Press 1 for sales, 2 for support, 3 for a message."
+
+
+def _reprompted(reprompt: str) -> str:
+    """The menu's gather whose prompt sentence starts with the reprompt."""
+    return GATHER.replace(f'"sentence":"{MENU_PROMPT}"', f'"sentence":"{reprompt} {MENU_PROMPT}"')
+
+
+def _with_menu(reprompt: m.Prompt) -> m.Flow:
+    flow = _ivr()
+    states = dict(flow.states)
+    menu = states["menu"].menu
+    assert menu is not None
+    retry = m.Retry(max=3, reprompt=reprompt, then=T("goodbye"))
+    states["menu"] = m.State("menu", menu=m.Menu(**{**_fields(menu), "noinput": retry}))
+    return m.Flow(**{**_fields(flow), "states": states})
+
+
 class TestMenu:
+    def test_a_key_pressed_during_a_spoken_reprompt_is_taken(self) -> None:
+        driver = Driver({"ivr": _ivr()})
+        _to_menu(driver)
+        assert _tagless(driver.gather("")) == [_reprompted("Sorry, I did not hear anything.")]
+        assert driver.session.gather_tag("caller") is not None
+        driver.gather("1")
+        assert driver.session.state == "sales"
+
+    def test_a_reprompt_that_is_an_audio_file_plays_before_the_gather(self) -> None:
+        driver = Driver({"ivr": _with_menu(P(url="https://media.test/sorry.mp3"))})
+        _to_menu(driver)
+        assert _tagless(driver.gather("")) == [
+            'POST /calls/c-caller/audio {"fileUrl":"https://media.test/sorry.mp3","loopEnabled":false,"tag":"TAG"}'
+        ]
+        assert driver.session.gather_tag("caller") is None
+        assert _tagless(driver.playback_done()) == [GATHER]
+
+    def test_a_reprompt_in_another_voice_is_spoken_before_the_gather(self) -> None:
+        driver = Driver({"ivr": _with_menu(P(text="Sorry.", voice="paul"))})
+        _to_menu(driver)
+        assert _tagless(driver.gather("")) == [_say("Sorry.").replace('"susan"', '"paul"')]
+        assert _tagless(driver.speak_done()) == [GATHER]
+
     @pytest.mark.parametrize(("key", "state"), [("1", "sales"), ("2", "support"), ("3", "voicemail")])
     def test_every_choice_goes_to_its_state(self, key: str, state: str) -> None:
         driver = Driver({"ivr": _ivr()})
@@ -307,8 +348,7 @@ class TestMenu:
         driver = Driver({"ivr": _ivr()})
         _to_menu(driver)
         for attempt in (1, 2):
-            assert _tagless(driver.gather("")) == [_say("Sorry, I did not hear anything.")]
-            assert _tagless(driver.speak_done()) == [GATHER]
+            assert _tagless(driver.gather("")) == [_reprompted("Sorry, I did not hear anything.")]
             assert driver.session.counters == {"menu.noinput": attempt}
         assert _tagless(driver.gather("")) == [_say("Goodbye.")]
         assert driver.session.state == "goodbye"
@@ -319,9 +359,7 @@ class TestMenu:
         driver = Driver({"ivr": _ivr()})
         _to_menu(driver)
         driver.gather("")
-        driver.speak_done()
-        assert _tagless(driver.gather("9")) == [_say("That is not an option.")]
-        driver.speak_done()
+        assert _tagless(driver.gather("9")) == [_reprompted("That is not an option.")]
         assert driver.session.counters == {"menu.noinput": 1, "menu.nomatch": 1}
         driver.gather("8")
         assert driver.session.state == "goodbye"
