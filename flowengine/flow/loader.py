@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -458,11 +458,37 @@ class _Builder:
         if node.tag not in _IMPLICIT_TAGS:
             self._problem(node, f"YAML tag {node.tag!r} is not supported", "tag")
             return text
-        return resolve_plain(text)
+        try:
+            return resolve_plain(text)
+        except ValueError as exc:
+            self._problem(node, str(exc), "number")
+            return None
+
+
+MAX_INT: Final = 2**63 - 1
+"""Integers must fit in 64 bits (sessions are stored as JSON that other tools read); larger ones are refused."""
+
+
+def _checked_int(text: str, digits: str, base: int) -> int:
+    # Decimal conversion of a huge literal is quadratic (Python refuses above 4,300 digits): check the length
+    # first. 64 bits need at most 19 decimal, 22 octal or 16 hexadecimal digits once leading zeros are gone.
+    significant = digits.lstrip("0")
+    if len(significant) <= {10: 19, 8: 22, 16: 16}[base]:
+        value = int(text, base) if base == 10 else int(digits, base)
+        if -MAX_INT - 1 <= value <= MAX_INT:
+            return value
+    shown = text if len(text) <= 30 else text[:27] + "..."
+    raise ValueError(
+        f"the number {shown} does not fit in 64 bits ({len(significant)} digits); quote it to use it as text"
+    )
 
 
 def resolve_plain(text: str) -> JSON:
-    """The value of a plain (unquoted) scalar under YAML 1.2's core schema."""
+    """The value of a plain (unquoted) scalar under YAML 1.2's core schema.
+
+    Raises:
+        ValueError: an integer that does not fit in 64 bits.
+    """
     if text in _NULLS:
         return None
     if text in _TRUE:
@@ -472,11 +498,11 @@ def resolve_plain(text: str) -> JSON:
     if text[0] not in _NUMBER_START:
         return text
     if _INT.match(text):
-        return int(text)
+        return _checked_int(text, text.lstrip("+-"), 10)
     if _OCT.match(text):
-        return int(text[2:], 8)
+        return _checked_int(text, text[2:], 8)
     if _HEX.match(text):
-        return int(text[2:], 16)
+        return _checked_int(text, text[2:], 16)
     if _FLOAT.match(text) and text not in {".", "+.", "-."}:
         return float(text)
     if _INF.match(text):
