@@ -53,6 +53,9 @@ DRAIN_SECONDS = 600.0
 
 _LIVE = ("ringing", "dialling", "up")
 
+TRANSFER_ROLE = "transfer-to"
+"""The role of the new call a ``transfer`` creates (a role a flow cannot name: it has a hyphen)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RouteKey:
@@ -782,6 +785,29 @@ class _Run:
 
     # ------------------------------------------------------------------------ callbacks
 
+    def transfer_leg_event(self, event: CallbackEvent) -> bool:
+        """An event of the call a transfer created: its hangup (or timeout) ends the session, others are
+        noted. Known by the call id the transfer's result gave, or by the caller's tag, which that call
+        inherits, on another call id."""
+        session = self.session
+        call_id = getattr(event, "call_id", None)
+        if not isinstance(call_id, str) or not call_id:
+            return False
+        role = session.role_of_call(call_id)
+        inherited = _tag_role(event.tag) == model.CALLER and call_id != session.leg_call(model.CALLER)
+        if role is None and inherited and not session.leg_call(TRANSFER_ROLE):
+            session.set_leg(TRANSFER_ROLE, call_id, "transferred")
+            role = TRANSFER_ROLE
+        if role != TRANSFER_ROLE:
+            return False
+        if isinstance(event, HangupEvent | TimeoutEvent):
+            session.set_status(TRANSFER_ROLE, "gone")
+            self.note(f"the transferred call ended ({event.event_type})")
+            self.end("transferred")
+        else:
+            self.note(f"{event.event_type} of the transferred call")
+        return True
+
     def role_for(self, event: CallbackEvent) -> str | None:
         session = self.session
         call_id = getattr(event, "call_id", None)
@@ -797,6 +823,8 @@ class _Run:
         return role
 
     def on_callback(self, event: CallbackEvent) -> None:
+        if self.session.status_of(model.CALLER) == "transferred" and self.transfer_leg_event(event):
+            return
         handler = _CALLBACKS.get(type(event))
         if handler is None:
             self.note(f"ignored {event.event_type} event")
@@ -1033,7 +1061,17 @@ class _Run:
         self.note(f"unknown event type {event.event_type!r} ignored")
 
     def on_conference_audio(self, event: ConferencePlaybackEvent | ConferenceSpeakEvent) -> None:
-        return  # conference-wide audio is not something a flow starts; nothing to do
+        """Audio played to the whole conference: ``conference-speak.started|done`` and
+        ``conference-playback.started|done`` for the session's own conference."""
+        kind = event.event_type
+        conference = self.session.conference or {}
+        if not conference.get("id") or event.conference_id != conference.get("id"):
+            self.note(f"{kind} of conference {event.conference_id} (not ours) ignored")
+            return
+        if event.status not in ("started", "done"):
+            self.note(f"{kind} status {event.status!r} ignored")
+            return
+        self.flow_event(None, f"{kind}.{event.status}", event.to_context, quiet=event.status == "started")
 
     # ----------------------------------------------------------------------- engine events
 
@@ -1082,6 +1120,8 @@ class _Run:
             operation = entry[0] if entry else "rest"
             if entry and entry[0] == "dial" and len(entry) > 1:
                 session.set_status(entry[1], "gone")
+            if entry and entry[0] == "transfer" and session.status_of(model.CALLER) == "transferred":
+                session.set_status(model.CALLER, "up")  # not transferred: the flow's error handling goes on
             if entry and entry[0] == "transcription":
                 self.drain_check()
             dialled_caller = entry is not None and entry[0] == "dial" and entry[1:2] == [model.CALLER]
@@ -1111,6 +1151,10 @@ class _Run:
             session.pending[result.command_id] = ["gather", entry[1], resource, *entry[3:]]
         elif what == "bridge":
             session.bridge = resource or None
+        elif what == "transfer":
+            if resource and not session.leg_call(TRANSFER_ROLE):
+                # "transferred", not live: nothing the session does (ending included) acts on this call.
+                session.set_leg(TRANSFER_ROLE, resource, "transferred")
         elif what == "conference":
             if session.conference is not None:
                 session.conference["id"] = resource
@@ -1374,9 +1418,12 @@ def _do_transfer(run: _Run, action: model.Transfer) -> None:
     if call_id is None:
         run.note("transfer: the caller is not connected")
         return
+    command_id = session.next_id("x")
+    # The result's Location is the new call: its events (sent to the transfer's callbackUrl) then route here.
+    run.expect(command_id, "transfer")
     run.emit(
         cmd.TransferCall(
-            command_id=session.next_id("x"),
+            command_id=command_id,
             call_id=call_id,
             transfer_to=run.render(action.to),
             transfer_caller_id=run.render_opt(action.caller_id),

@@ -519,6 +519,46 @@ class TestLegs:
         ]
         assert driver.hangup() == ["end transferred"]
 
+    def test_the_hangup_of_the_call_a_transfer_created_ends_the_session(self) -> None:
+        driver = Driver({"ivr": _ivr()})
+        _to_menu(driver)
+        driver.gather("2")
+        assert driver.result(driver.pending_of(cmd.TransferCall), "c-new") == []
+        assert "call:c-new" in driver.session.route_keys()
+        assert driver.engine.session_key(parse_callback(_hangup_of("c-new"))) == RouteKey("call", "c-new")
+        answered = {"eventType": "answer", "callId": "c-new", "from": THEIRS, "to": "+15550003000"}
+        assert driver.send(answered) == []
+        assert not driver.session.ended
+        assert driver.send(_hangup_of("c-new")) == ["end transferred"]
+        assert driver.session.end_reason == "transferred"
+        assert driver.hangup() == []
+
+    def test_the_transferred_call_is_known_by_the_caller_s_tag_it_inherits(self) -> None:
+        driver = Driver({"ivr": _ivr()})
+        _to_menu(driver)
+        driver.gather("2")
+        assert driver.send({**_hangup_of("c-other"), "tag": "s1|call:caller"}) == ["end transferred"]
+        assert driver.session.leg_call("transfer-to") == "c-other"
+
+    def test_a_session_that_ends_after_a_transfer_never_hangs_up_the_transferred_call(self) -> None:
+        driver = Driver({"ivr": _ivr()})
+        _to_menu(driver)
+        driver.gather("2")
+        driver.result(driver.pending_of(cmd.TransferCall), "c-new")
+        assert driver.event(Cancel()) == ["end cancelled"]
+
+    def test_a_failed_transfer_is_an_error_on_a_caller_still_connected(self) -> None:
+        driver = Driver({"ivr": _ivr()})
+        _to_menu(driver)
+        driver.gather("2")
+        lines = driver.failure(driver.pending_of(cmd.TransferCall), "call-transfer-error", 503)
+        assert lines[0].startswith('POST /calls/c-caller/audio {"gender"')
+        assert driver.session.status_of("caller") == "up"
+
+
+def _hangup_of(call_id: str) -> dict[str, str]:
+    return {"eventType": "hangup", "callId": call_id, "cause": "NORMAL_CLEARING", "from": THEIRS, "to": OURS}
+
 
 class TestTimersAndErrors:
     def test_a_stale_timer_is_ignored(self) -> None:
@@ -820,6 +860,33 @@ class TestEngine:
             'POST /conferences/conf-1/members {"callId":"c-caller","hold":false,"joinTone":true,"leavingTone":true,"mute":true}'
         ]
         assert "conference:conf-1" in driver.session.route_keys()
+
+    def test_conference_wide_speak_and_playback_events_reach_the_flow(self) -> None:
+        said = T(None, actions=(m.Log(message="{{ event.name }} {{ event.conference_id }}"),))
+        flow = m.Flow(
+            name="conf",
+            kind="voice",
+            initial="a",
+            numbers=(OURS,),
+            states={
+                "a": m.State(
+                    "a",
+                    actions=(m.Answer(), m.Conference(name="room")),
+                    on={"conference-speak.done": (said,), "conference-playback": (said,)},
+                )
+            },
+        )
+        driver = Driver({"conf": flow})
+        driver.incoming()
+        driver.result(driver.pending_of(cmd.CreateConference), "conf-1")
+        speak = {"eventType": "conference-speak", "conferenceId": "conf-1", "status": "done"}
+        assert driver.engine.session_key(parse_callback(speak)) == RouteKey("conference", "conf-1")
+        assert driver.send(speak) == ["log info conference-speak.done conf-1"]
+        assert driver.send({**speak, "status": "started"}) == []
+        playback = {"eventType": "conference-playback", "conferenceId": "conf-1", "status": "started"}
+        assert driver.send(playback) == ["log info conference-playback.started conf-1"]
+        assert driver.send({**speak, "conferenceId": "conf-2"}) == []
+        assert "(not ours) ignored" in (driver.session.history or [])[-1]
 
     def test_a_session_snapshot_with_unknown_fields_is_refused(self) -> None:
         with pytest.raises(ValueError, match="unknown fields"):
