@@ -2,9 +2,12 @@
 
 Every template runs in an :class:`jinja2.sandbox.ImmutableSandboxedEnvironment` with ``StrictUndefined``
 (a name that is not in the context is an error, never an empty string), autoescape off, no underscore
-attributes, no macros or call blocks, at most two nested ``for`` loops, a small ``range``, capped string
-repetition, padding and formatting widths, and a cap on the rendered size. Values that come from callers
-(digits, SMS text, HTTP answers) are put into the context as data; they are never compiled as templates.
+attributes, no macros or call blocks, at most two nested ``for`` loops and ``MAX_LOOP_ITERATIONS`` loop
+rounds per rendering, a small ``range``, capped string repetition, concatenation (``+``, ``~``, ``join``,
+``sum``), products, padding and formatting widths (nested ``str.format`` fields included), and a cap on the
+rendered size that is checked before a container is printed. Values that come from callers (digits, SMS text,
+HTTP answers) are put into the context as data; they are never compiled as templates. ``render_url``
+percent-encodes the values that land in a URL's path, query or fragment.
 
 A string without ``{{``, ``{%`` or ``{#`` never reaches Jinja (the fast path), and compiled templates are
 cached by their source text, so the runtime can call :func:`render` on every event.
@@ -15,17 +18,22 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from functools import lru_cache
 from types import TracebackType
 from typing import Any, Final
+from urllib.parse import quote
 
 import jinja2
 import jinja2.meta
 import jinja2.nodes
+from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
+from jinja2.parser import Parser
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
+from jinja2.visitor import NodeTransformer
 
 from flowengine.errors import TemplateError, TemplateSyntaxError
 
@@ -39,7 +47,10 @@ MAX_LOOP_DEPTH: Final = 2
 """The most ``for`` loops that may be nested in one template."""
 
 MAX_POWER_BITS: Final = 4_096
-"""The largest integer (in bits) that ``**`` may produce."""
+"""The largest integer (in bits) that ``**`` or ``*`` may produce."""
+
+MAX_LOOP_ITERATIONS: Final = 100_000
+"""The most ``for`` loop iterations one rendering may run, all loops together (nested ones multiply)."""
 
 CONTEXT_NAMES: Final = frozenset({"vars", "call", "event", "legs", "env", "error", "session"})
 """Names the runtime always puts in a template's context; the flow's variables are also top-level names
@@ -71,8 +82,6 @@ def _check_format_spec(fmt: str) -> None:
     for _literal, _field, spec, _conversion in parts:
         if not spec:
             continue
-        if "{" in spec:
-            raise SecurityError("nested replacement fields in a format spec are not allowed")
         for number in _DIGITS.findall(spec):
             if int(number) > MAX_OUTPUT:
                 raise SecurityError(f"format width {number} is over {MAX_OUTPUT}")
@@ -81,6 +90,106 @@ def _check_format_spec(fmt: str) -> None:
 def _check_size(size: int, what: str) -> None:
     if size > MAX_OUTPUT:
         raise SecurityError(f"{what} would build {size} items, over the limit of {MAX_OUTPUT}")
+
+
+def _too_big(value: Any, limit: int = MAX_OUTPUT) -> bool:
+    """Whether ``value`` would print as more than about ``limit`` characters, found without printing it.
+
+    Containers may share items (``[s, s]`` nested twenty times), so printing first could take gigabytes; the
+    walk stops as soon as the count passes the limit, so it costs at most ``limit`` steps.
+    """
+    stack = [value]
+    total = 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += 2 + len(item)
+            stack.extend(item)
+        elif isinstance(item, Mapping):
+            total += 2 + 2 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        else:
+            total += 1
+        if total > limit:
+            return True
+    return False
+
+
+def _check_value(value: Any, what: str) -> None:
+    if isinstance(value, list | tuple | set | frozenset | Mapping) and _too_big(value):
+        raise SecurityError(f"{what} would be longer than {MAX_OUTPUT} characters")
+
+
+_LOOP_BUDGET: ContextVar[list[int]] = ContextVar("flowengine_loop_budget")
+
+
+def _loop_iter(iterable: Iterable[Any]) -> Iterator[Any]:
+    # Every `for` loop of a template iterates through this (see _harden): one budget per rendering, so
+    # `range(10000)` inside `range(10000)` stops after MAX_LOOP_ITERATIONS rounds instead of 10^8.
+    budget = _LOOP_BUDGET.get(None)
+    if budget is None:
+        budget = [MAX_LOOP_ITERATIONS]
+    for item in iterable:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise SecurityError(f"loops ran more than {MAX_LOOP_ITERATIONS} times in one template")
+        yield item
+
+
+def _concat(*values: Any) -> str:
+    # The `~` operator, with the size checked before any string is built.
+    total = 0
+    parts = []
+    for value in values:
+        _check_value(value, "concatenation")
+        text = str(value)
+        total += len(text)
+        _check_size(total, "concatenation")
+        parts.append(text)
+    return "".join(parts)
+
+
+@jinja2.pass_eval_context
+def _safe_join(eval_ctx: Any, value: Iterable[Any], d: str = "", attribute: str | int | None = None) -> str:
+    items = list(value)
+    _check_value(items, "join")
+    _check_size(len(str(d)) * max(len(items) - 1, 0), "join")
+    return str(_JOIN(eval_ctx, items, d, attribute))
+
+
+def _checked_filter(name: str) -> Callable[..., Any]:
+    """Jinja's filter ``name`` with its input's printed size checked first (keeps what it is passed)."""
+    original = jinja2.filters.FILTERS[name]
+    passed = getattr(original, "jinja_pass_arg", None)
+    checked: Callable[..., Any]
+    if passed is None:
+
+        def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+            _check_value(value, name)
+            return original(value, *args, **kwargs)
+
+    else:
+
+        def checked(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+            _check_value(value, name)
+            return original(context, value, *args, **kwargs)
+
+        checked.jinja_pass_arg = passed  # type: ignore[attr-defined]
+    return checked
+
+
+@jinja2.pass_environment
+def _safe_sum(
+    environment: Any, iterable: Iterable[Any], attribute: str | int | None = None, start: Any = 0
+) -> Any:
+    items = list(iterable)
+    if isinstance(start, str | list | tuple):
+        size = len(start) + sum(len(x) for x in items if isinstance(x, str | list | tuple))
+        _check_size(size, "sum")
+    return _SUM(environment, items, attribute, start)
 
 
 def _safe_range(*args: int) -> range:
@@ -131,10 +240,23 @@ def _safe_format(value: str, *args: Any, **kwargs: Any) -> str:
 _PADDING_METHODS: Final = frozenset({"center", "ljust", "rjust", "zfill"})
 
 
+class _CheckedFormatter(SandboxedFormatter):
+    """``str.format`` in templates: the sandbox's attribute rules plus a cap on every field's width.
+
+    The width is checked once nested fields are filled in, so ``'{0:{1}}'.format(x, 10 ** 9)`` is refused.
+    """
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        for number in _DIGITS.findall(format_spec):
+            if int(number) > MAX_OUTPUT:
+                raise SecurityError(f"format width {number} is over {MAX_OUTPUT}")
+        return super().format_field(value, format_spec)
+
+
 class _FlowSandbox(ImmutableSandboxedEnvironment):
     """The sandbox with flowengine's limits on operators, calls and string building."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if attr.startswith("_"):
@@ -146,7 +268,17 @@ class _FlowSandbox(ImmutableSandboxedEnvironment):
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, str | list | tuple) and isinstance(times, int):
                     _check_size(len(seq) * times, "repetition")
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and abs(left).bit_length() + abs(right).bit_length() > MAX_POWER_BITS
+            ):
+                raise SecurityError(f"the product of {left.bit_length()}-bit numbers is too large")
             return left * right
+        if operator == "+":
+            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+                _check_size(len(left) + len(right), "concatenation")
+            return left + right
         if operator == "**":
             if isinstance(left, int) and isinstance(right, int) and right > 0:
                 bits = max(abs(left), 1).bit_length() * right
@@ -162,13 +294,31 @@ class _FlowSandbox(ImmutableSandboxedEnvironment):
             return left % right
         return super().call_binop(context, operator, left, right)
 
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        if super().wrap_str_format(value) is None:
+            return None
+        text: str = value.__self__
+        is_map = value.__name__ == "format_map"
+        formatter = _CheckedFormatter(self)
+
+        def checked_format(*args: Any, **kwargs: Any) -> str:
+            _check_format_spec(text)
+            if is_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one argument")
+                result = str(formatter.vformat(text, (), args[0]))
+            else:
+                result = str(formatter.vformat(text, args, kwargs))
+            _check_size(len(result), "format")
+            return result
+
+        return checked_format
+
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
         if isinstance(owner, str):
-            if name in {"format", "format_map"}:
-                _check_format_spec(owner)
-            elif name in _PADDING_METHODS and args:
+            if name in _PADDING_METHODS and args:
                 _check_size(int(args[0]), name)
             elif name == "expandtabs":
                 raise SecurityError("str.expandtabs is not allowed in templates")
@@ -179,7 +329,10 @@ class _FlowSandbox(ImmutableSandboxedEnvironment):
 
 def _finalize(value: Any) -> Any:
     # A missing optional value (an API field that was absent) renders as nothing, not as "None".
-    return "" if value is None else value
+    if value is None:
+        return ""
+    _check_value(value, "the value")
+    return value
 
 
 def _make_environment() -> _FlowSandbox:
@@ -201,11 +354,16 @@ def _make_environment() -> _FlowSandbox:
             "center": _safe_center,
             "indent": _safe_indent,
             "format": _safe_format,
+            "join": _safe_join,
+            "sum": _safe_sum,
+            **{name: _checked_filter(name) for name in ("tojson", "string", "pprint", "list")},
         }
     )
     return env
 
 
+_JOIN: Final = jinja2.filters.FILTERS["join"]
+_SUM: Final = jinja2.filters.FILTERS["sum"]
 _ENV: Final = _make_environment()
 
 
@@ -252,12 +410,34 @@ def _check_depth(src: str, node: jinja2.nodes.Node, depth: int) -> None:
         _check_depth(src, child, inner)
 
 
+_HERE: Final = __name__
+
+
+def _imported(name: str, *args: jinja2.nodes.Node, lineno: int) -> jinja2.nodes.Call:
+    function = jinja2.nodes.ImportedName(f"{_HERE}.{name}", lineno=lineno)
+    return jinja2.nodes.Call(function, list(args), [], None, None, lineno=lineno)
+
+
+class _Harden(NodeTransformer):
+    """Routes every loop through the loop budget and every ``~`` through the size-checked concatenation."""
+
+    def visit_For(self, node: jinja2.nodes.For) -> jinja2.nodes.Node:
+        self.generic_visit(node)
+        node.iter = _imported("_loop_iter", node.iter, lineno=node.lineno)
+        return node
+
+    def visit_Concat(self, node: jinja2.nodes.Concat) -> jinja2.nodes.Node:
+        self.generic_visit(node)
+        return _imported("_concat", *node.nodes, lineno=node.lineno)
+
+
 def _parse(src: str) -> jinja2.nodes.Template:
     try:
         tree = _ENV.parse(src, name=_TEMPLATE_NAME)
     except jinja2.TemplateSyntaxError as exc:
         raise _syntax_error(src, exc) from None
     _check_tree(src, tree)
+    _Harden().visit(tree)
     return tree
 
 
@@ -374,6 +554,7 @@ class CompiledTemplate:
             return self.source
         size = 0
         parts: list[str] = []
+        budget = _LOOP_BUDGET.set([MAX_LOOP_ITERATIONS])
         try:
             for chunk in template.root_render_func(template.new_context(dict(context))):
                 size += len(chunk)
@@ -382,6 +563,8 @@ class CompiledTemplate:
                 parts.append(chunk)
         except Exception as exc:
             raise _wrap_render_error(self.source, exc, template) from None
+        finally:
+            _LOOP_BUDGET.reset(budget)
         return "".join(parts)
 
     def __repr__(self) -> str:
@@ -437,10 +620,20 @@ def compile_expression(src: str) -> CompiledExpression:
     """
     _parse_expression(src)
     try:
-        function = _ENV.compile_expression(src, undefined_to_none=False)
+        # What Environment.compile_expression does, with the tree hardened like a template's.
+        parser = Parser(_ENV, src, state="variable")
+        expression = parser.parse_expression()
+        if not parser.stream.eos:
+            raise jinja2.TemplateSyntaxError(
+                "unexpected text after the expression", parser.stream.current.lineno
+            )
+        body = [jinja2.nodes.Assign(jinja2.nodes.Name("result", "store"), expression, lineno=1)]
+        tree = jinja2.nodes.Template(body, lineno=1)
+        _Harden().visit(tree)
+        template = _ENV.from_string(tree)
     except jinja2.TemplateSyntaxError as exc:  # e.g. an unknown filter or test
         raise _syntax_error(src, exc, offset=0) from None
-    return CompiledExpression(src, function)
+    return CompiledExpression(src, TemplateExpression(template, False))
 
 
 def render(src: str | CompiledTemplate, context: Mapping[str, Any]) -> str:
@@ -451,6 +644,95 @@ def render(src: str | CompiledTemplate, context: Mapping[str, Any]) -> str:
     """
     compiled = src if isinstance(src, CompiledTemplate) else compile_template(src)
     return compiled.render(context)
+
+
+# Values written into a URL template are marked while rendering (private-use characters, removed from the
+# values themselves), then encoded or kept by where they landed; see render_url.
+_VALUE_START: Final = "\ue000"
+_KEPT_START: Final = "\ue002"
+_VALUE_END: Final = "\ue001"
+_MARKERS_RE: Final = re.compile("[\ue000-\ue002]")
+_MARKED: Final = re.compile("([\ue000\ue002])([^\ue001]*)\ue001")
+
+
+def _url_text(value: Any) -> str:
+    value = _finalize(value)
+    return _MARKERS_RE.sub("", str(value))
+
+
+def _url_value(value: Any) -> str:
+    return _VALUE_START + _url_text(value) + _VALUE_END
+
+
+def _url_kept(value: Any) -> str:
+    return _KEPT_START + _url_text(value) + _VALUE_END
+
+
+class _MarkUrlValues(NodeTransformer):
+    def visit_Output(self, node: jinja2.nodes.Output) -> jinja2.nodes.Node:
+        self.generic_visit(node)
+        wrapped: list[jinja2.nodes.Expr] = []
+        for child in node.nodes:
+            if isinstance(child, jinja2.nodes.TemplateData):
+                wrapped.append(child)
+            elif isinstance(child, jinja2.nodes.Filter) and child.name == "urlencode":
+                wrapped.append(_imported("_url_kept", child, lineno=child.lineno))  # encoded by its author
+            else:
+                wrapped.append(_imported("_url_value", child, lineno=child.lineno))
+        node.nodes = wrapped
+        return node
+
+
+@lru_cache(maxsize=2048)
+def compile_url_template(src: str) -> CompiledTemplate:
+    """Compile ``src`` as a URL template for :func:`render_url` (cached by source text).
+
+    Raises:
+        TemplateSyntaxError: when ``src`` does not parse or breaks a sandbox rule.
+    """
+    if not is_template(src):
+        return CompiledTemplate(src, None)
+    tree = _parse(src)
+    _MarkUrlValues().visit(tree)
+    try:
+        code = _ENV.compile(tree, name=_TEMPLATE_NAME, filename=_TEMPLATE_NAME)
+    except jinja2.TemplateSyntaxError as exc:
+        raise _syntax_error(src, exc) from None
+    return CompiledTemplate(src, _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None), None))
+
+
+def _past_authority(prefix: str) -> bool:
+    rest = prefix.split("://", 1)[1] if "://" in prefix else prefix
+    return any(char in rest for char in "/?#")
+
+
+def render_url(src: str, context: Mapping[str, Any]) -> str:
+    """Render a URL template so that values cannot change the URL's shape.
+
+    A value that lands in the path, query or fragment (after the first ``/``, ``?`` or ``#`` that follows
+    the host) is percent-encoded, ``/``, ``?``, ``&``, ``=``, ``#`` and ``+`` included: ``?from={{ call.from
+    }}`` sends ``%2B1919...`` and digits like ``1&admin=1`` stay one parameter. A value before that (a base
+    URL from ``env``: ``{{ env.CRM_URL }}/calls``) is used as written, and so is a value the author already
+    passed through ``| urlencode``. The host the URL names is checked by the server's allow-list.
+
+    Raises:
+        TemplateError: when the template does not parse, names an undefined value or is refused.
+    """
+    compiled = compile_url_template(src)
+    marked = compiled.render(context)
+    if compiled.is_constant:
+        return marked
+    out: list[str] = []
+    position = 0
+    for match in _MARKED.finditer(marked):
+        out.append(marked[position : match.start()])
+        kind, text = match.group(1), match.group(2)
+        if kind == _VALUE_START and _past_authority("".join(out)):
+            text = quote(text, safe="")
+        out.append(text)
+        position = match.end()
+    out.append(marked[position:])
+    return "".join(out)
 
 
 def evaluate(expr: str | CompiledExpression, context: Mapping[str, Any]) -> Any:
