@@ -54,8 +54,7 @@ class TestIvr:
         assert await phones.heard(call) == [
             "Welcome to the test line.",
             "Press 1 to be transferred, or 2 to hang up.",
-            "I did not hear anything.",
-            "Press 1 to be transferred, or 2 to hang up.",
+            "I did not hear anything. Press 1 to be transferred, or 2 to hang up.",
             "Goodbye.",
         ]
 
