@@ -9,6 +9,7 @@ value and the fix.
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
@@ -22,9 +23,12 @@ from flowengine.typing import Seconds
 
 LogFormat = Literal["json", "console"]
 
+_HOST_PATTERN: Final = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?\Z|\[[0-9a-f:.]+\]\Z")
+
 ENV_PREFIX: Final = "FLOWENGINE_"
 DEFAULT_STORE: Final = "sqlite://flowengine.db"
 DEFAULT_MAX_BODY: Final = 256 * 1024
+DEFAULT_MAX_SESSIONS: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,21 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("log_format", "json (production) or console (development; default with the simulator)"),
     Setting("log_level", "debug, info, warning or error", default="info"),
     Setting("instance_id", "this instance's name in session locks (default: a random one)"),
+    Setting(
+        "http_allow_hosts",
+        "hosts a flow's http action may reach, comma-separated; '*.example.com' covers its subdomains "
+        "(default: any host)",
+    ),
+    Setting("http_timeout", "longest timeout of a flow's http action, in seconds", "float", 10.0),
+    Setting("http_max_bytes", "largest answer a flow's http action reads, in bytes", "int", 1024 * 1024),
+    Setting(
+        "max_sessions",
+        "most sessions this instance runs at once; new calls above it are rejected (0: no limit)",
+        "int",
+        DEFAULT_MAX_SESSIONS,
+    ),
+    Setting("busy_message", "text answered to a new conversation refused by --max-sessions (default: none)"),
+    Setting("mask_numbers", "mask phone numbers in logs (all but the last 4 digits)", "bool", False),
 )
 
 
@@ -104,6 +123,12 @@ class ServeConfig:
     log_format: LogFormat = "json"
     log_level: str = "info"
     instance_id: str = field(default_factory=lambda: "fe-" + secrets.token_hex(4))
+    http_allow_hosts: str = ""
+    http_timeout: Seconds = 10.0
+    http_max_bytes: int = 1024 * 1024
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    busy_message: str = ""
+    mask_numbers: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -114,6 +139,18 @@ class ServeConfig:
             raise ConfigError(f"max body {self.max_body!r} is too small; use at least 1024 bytes")
         if self.api_timeout <= 0:
             raise ConfigError(f"API timeout {self.api_timeout!r} must be positive")
+        if self.http_timeout <= 0:
+            raise ConfigError(f"http timeout {self.http_timeout!r} must be positive")
+        if self.http_max_bytes < 1:
+            raise ConfigError(f"http max bytes {self.http_max_bytes!r} must be at least 1")
+        if self.max_sessions < 0:
+            raise ConfigError(f"max sessions {self.max_sessions!r} must not be negative (0: no limit)")
+        for host in self.allowed_hosts:
+            if not _HOST_PATTERN.match(host):
+                raise ConfigError(
+                    f"--http-allow-hosts: {host!r} is not a host name; write 'api.example.com' or "
+                    "'*.example.com', comma-separated"
+                )
         if self.reload_interval < 0:
             raise ConfigError(f"reload interval {self.reload_interval!r} must not be negative")
         if self.log_level not in ("debug", "info", "warning", "error"):
@@ -141,6 +178,11 @@ class ServeConfig:
     def uses_simulator(self) -> bool:
         """True with ``--simulator`` or when no API credential at all is configured."""
         return self.simulator or not (self.user_id or self.token or self.secret)
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """The entries of ``http_allow_hosts``, lower-cased; empty when any host is allowed."""
+        return tuple(h.strip().lower() for h in self.http_allow_hosts.split(",") if h.strip())
 
     @property
     def callback_auth(self) -> tuple[str, str] | None:

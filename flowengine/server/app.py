@@ -63,6 +63,7 @@ _STATUS_BY_OUTCOME: Final = {
     "ended": 200,
     "bad-request": 400,
     "unavailable": 503,
+    "refused": 200,
 }
 
 
@@ -127,6 +128,11 @@ def create_app(
                     metrics=metrics,
                     instance_id=config.instance_id,
                     timer_interval=timer_interval,
+                    http_max_bytes=config.http_max_bytes,
+                    http_timeout=config.http_timeout,
+                    http_allow_hosts=config.allowed_hosts,
+                    max_sessions=config.max_sessions,
+                    busy_message=config.busy_message,
                 )
                 app[DISPATCHER] = dispatcher
                 try:
@@ -286,7 +292,7 @@ def _outcome_response(outcome: Outcome) -> web.Response:
         return error_response(503, "store-unavailable", outcome.detail, {"Retry-After": "1"})
     body: JSONObject = {
         "status": "ignored"
-        if outcome.status in ("unknown-call", "unknown-event", "ended")
+        if outcome.status in ("unknown-call", "unknown-event", "ended", "refused")
         else outcome.status
     }
     if outcome.detail:

@@ -69,6 +69,7 @@ Status = Literal[
     "ended",
     "bad-request",
     "unavailable",
+    "refused",
 ]
 
 
@@ -198,6 +199,10 @@ class Dispatcher:
         timer_interval: Seconds = 0.1,
         sweep_interval: Seconds = 30.0,
         http_max_bytes: int = 1024 * 1024,
+        http_timeout: Seconds = 10.0,
+        http_allow_hosts: Sequence[str] = (),
+        max_sessions: int = 0,
+        busy_message: str = "",
     ) -> None:
         self.runtime = runtime
         self.store = store
@@ -209,6 +214,13 @@ class Dispatcher:
         self._timer_interval = timer_interval
         self._sweep_interval = sweep_interval
         self._http_max_bytes = http_max_bytes
+        self._http_timeout = http_timeout
+        self._http_allow_hosts = tuple(http_allow_hosts)
+        self._max_sessions = max_sessions
+        self._busy_message = busy_message
+        # Sessions this instance started and has not seen end (bounded by max_sessions); see _room_for.
+        self._live: set[str] = set()
+        self._starting = 0
         self._lanes: Lanes[Outcome] = Lanes()
         # route key -> lane, learnt from commits and lookups, so that every event of a session (tagged or
         # not, of any leg, timers too) queues in one lane: the one its first event ran in. Bounded; a miss
@@ -230,7 +242,7 @@ class Dispatcher:
         dedup = "cb:" + hashlib.sha256(orjson.dumps(dict(data), option=orjson.OPT_SORT_KEYS)).hexdigest()
         key = routed.route_key
         lane = self._lane_of.get(key, key)
-        future = self._lanes.submit(lane, lambda: self._handle_callback(routed, key, dedup))
+        future = self._lanes.submit(lane, lambda: self._handle_callback(routed, key, dedup, data))
         try:
             return await asyncio.shield(future)
         except (StoreError, LockTimeoutError) as exc:
@@ -239,7 +251,7 @@ class Dispatcher:
             return Outcome("unavailable", "the session store is unavailable; retry later")
 
     async def _handle_callback(
-        self, routed: Routed, route_key: str, dedup: str
+        self, routed: Routed, route_key: str, dedup: str, data: Mapping[str, object]
     ) -> tuple[Outcome, Then | None]:
         now = self._clock()
         session_id = await self.store.lookup(route_key)
@@ -255,9 +267,18 @@ class Dispatcher:
                     call_id=routed.call_id,
                 )
                 return Outcome("unknown-call", f"no session for {route_key!r}"), None
-            begun = await self._begin(
-                step, routes=(route_key,), dedup=dedup, event_type=routed.event_type, call_id=routed.call_id
-            )
+            if not await self._reserve_session():
+                return self._refuse(routed, data)
+            try:
+                begun = await self._begin(
+                    step,
+                    routes=(route_key,),
+                    dedup=dedup,
+                    event_type=routed.event_type,
+                    call_id=routed.call_id,
+                )
+            finally:
+                self._starting -= 1
             if begun is not None:
                 return begun
             # Another instance started this very session meanwhile: handle the event as part of it.
@@ -270,13 +291,18 @@ class Dispatcher:
                 # A conversation key outlives its ended session: a new inbound message starts a new one.
                 step = self.runtime.start(routed, now)
                 if step is not None and step.session_id != session_id:
-                    begun = await self._begin(
-                        step,
-                        routes=(route_key,),
-                        dedup=dedup,
-                        event_type=routed.event_type,
-                        call_id=routed.call_id,
-                    )
+                    if not await self._reserve_session():
+                        return self._refuse(routed, data)
+                    try:
+                        begun = await self._begin(
+                            step,
+                            routes=(route_key,),
+                            dedup=dedup,
+                            event_type=routed.event_type,
+                            call_id=routed.call_id,
+                        )
+                    finally:
+                        self._starting -= 1
                     if begun is not None:
                         return begun
                 _log.info("callback.session_ended", session_id=session_id, event_type=routed.event_type)
@@ -318,6 +344,8 @@ class Dispatcher:
             entries = await self._commit(lock, step, dedup=dedup, event_type=event_type, call_id=call_id)
             self.metrics.handling.observe(time.perf_counter() - started)
             self.metrics.active_sessions.inc()
+            if not step.ended:
+                self._live.add(step.session_id)
             _log.info("session.started", session_id=step.session_id, flow=step.flow, state=step.state)
         except DuplicateEventError:
             await self._release(lock)
@@ -326,6 +354,56 @@ class Dispatcher:
             await self._release(lock)
             raise
         return Outcome("started", "", step.session_id), self._then(lock, step, entries)
+
+    async def _reserve_session(self) -> bool:
+        """Take a place for a new session (``max_sessions``; 0 is no limit); the caller gives back
+        ``_starting`` once the session is begun (it is then in ``_live``) or failed to begin.
+
+        Sessions started here may end on another instance, so at the limit the ones that are over in the
+        store are forgotten before refusing (at most ``max_sessions`` loads, and only under a flood).
+        """
+        if self._max_sessions and len(self._live) + self._starting >= self._max_sessions:
+            for session_id in list(self._live):
+                record = await self.store.load(session_id)
+                if record is None or record.ended:
+                    self._live.discard(session_id)
+            if len(self._live) + self._starting >= self._max_sessions:
+                return False
+        self._starting += 1
+        return True
+
+    def _refuse(self, routed: Routed, data: Mapping[str, object]) -> tuple[Outcome, Then | None]:
+        """Turn a new call or conversation away politely: reject the call; answer a text if configured."""
+        self.metrics.errors.labels(kind="capacity").inc()
+        _log.warning(
+            "session.refused_at_capacity",
+            event_type=routed.event_type,
+            call_id=routed.call_id,
+            max_sessions=self._max_sessions,
+        )
+        detail = f"at capacity: {self._max_sessions} sessions are running; new ones are refused"
+        request: tuple[str, JSONObject, str] | None = None
+        if routed.event_type == "incomingcall" and routed.call_id:
+            request = (f"/calls/{routed.call_id}", {"state": "rejected"}, "rejectCall")
+        elif (
+            self._busy_message
+            and isinstance(ours := data.get("to"), str)
+            and isinstance(theirs := data.get("from"), str)
+        ):
+            body: JSONObject = {"from": ours, "to": theirs, "text": self._busy_message}
+            request = ("/messages", body, "sendBusyMessage")
+        if request is None:
+            return Outcome("refused", detail), None
+        path, body, operation = request
+
+        async def turn_away() -> None:
+            try:
+                await self.client.execute("POST", path, body, operation=operation)
+            except (CatapultError, ValueError) as exc:
+                self.metrics.errors.labels(kind="rest").inc()
+                _log.warning("session.refusal_failed", operation=operation, error=str(exc))
+
+        return Outcome("refused", detail), turn_away
 
     # ------------------------------------------------------------------------------------ executions
 
@@ -427,6 +505,8 @@ class Dispatcher:
             getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
                 "flow.log", message=message
             )
+        if step.ended:
+            self._live.discard(step.session_id)
         if step.ended and not was_ended:
             self.metrics.active_sessions.dec()
             log.info("session.ended")
@@ -580,7 +660,11 @@ class Dispatcher:
         method = str(command.get("method", "GET")).upper()
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            return HttpResult(0, error=f"only http and https URLs are allowed, not {redact_url(url)!r}")
+            return self._http_refused(session_id, url, "only http and https URLs are allowed")
+        if self._http_allow_hosts and not host_allowed(parts.hostname, self._http_allow_hosts):
+            return self._http_refused(
+                session_id, url, f"host {parts.hostname!r} is not in the allow-list (--http-allow-hosts)"
+            )
         headers_value = command.get("headers")
         headers = (
             {str(k): str(v) for k, v in headers_value.items()} if isinstance(headers_value, dict) else {}
@@ -592,10 +676,17 @@ class Dispatcher:
         elif command.get("body") is not None:
             data = str(command["body"]).encode()
         timeout_value = command.get("timeout")
-        timeout = float(timeout_value) if isinstance(timeout_value, int | float) else 10.0
+        timeout = float(timeout_value) if isinstance(timeout_value, int | float) else self._http_timeout
+        timeout = min(max(timeout, 0.001), self._http_timeout)
         try:
+            # No redirects: a 3xx is the flow's answer, so a redirect cannot lead past the allow-list.
             async with self._http.request(
-                method, url, headers=headers, data=data, timeout=aiohttp.ClientTimeout(total=timeout)
+                method,
+                url,
+                headers=headers,
+                data=data,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
             ) as response:
                 raw = await response.content.read(self._http_max_bytes + 1)
                 if len(raw) > self._http_max_bytes:
@@ -615,10 +706,15 @@ class Dispatcher:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             self.metrics.errors.labels(kind="http-action").inc()
             reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-            _log.warning("http_action.failed", session_id=session_id, url=redact_url(url), error=reason)
+            _log.warning("http_action.failed", session_id=session_id, url=_loggable(url), error=reason)
             return HttpResult(0, error=reason)
-        _log.info("http_action.done", session_id=session_id, url=redact_url(url), status=result.status)
+        _log.info("http_action.done", session_id=session_id, url=_loggable(url), status=result.status)
         return result
+
+    def _http_refused(self, session_id: str, url: str, reason: str) -> HttpResult:
+        self.metrics.errors.labels(kind="http-action").inc()
+        _log.warning("http_action.refused", session_id=session_id, url=_loggable(url), error=reason)
+        return HttpResult(0, error=f"{reason}: {_loggable(url)!r}")
 
     async def _release(self, lock: Lock) -> None:
         try:
@@ -743,6 +839,24 @@ class Dispatcher:
             _log.warning("shutdown.lanes_cancelled", timeout=timeout)
 
 
+def host_allowed(host: str, allowed: Sequence[str]) -> bool:
+    """Whether ``host`` matches an allow-list entry: the same name, or a subdomain for ``*.name``."""
+    host = host.lower().rstrip(".")
+    for entry in allowed:
+        if entry.startswith("*."):
+            if host.endswith(entry[1:]):
+                return True
+        elif host == entry.strip("[]"):
+            return True
+    return False
+
+
+def _loggable(url: str) -> str:
+    """``url`` for logs and errors: no credentials, no query or fragment (they may carry tokens)."""
+    parts = urlsplit(redact_url(url))
+    return parts._replace(query="", fragment="").geturl()
+
+
 CONFERENCE_NAME_ROUTE = "conference-name:"
 """Route key prefix under which a session with a live conference is found by the conference's flow name."""
 
@@ -769,4 +883,5 @@ __all__ = [
     "Routed",
     "RuntimeAdapter",
     "Step",
+    "host_allowed",
 ]

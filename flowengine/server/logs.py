@@ -7,6 +7,7 @@ and tests just use ``structlog.get_logger`` with bound context (``call_id``, ``f
 from __future__ import annotations
 
 import logging
+import re
 from typing import TextIO
 
 import structlog
@@ -16,8 +17,36 @@ from flowengine.config import LogFormat
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def configure_logging(log_format: LogFormat, level: str, stream: TextIO) -> None:
-    """Send structlog events at ``level`` and above to ``stream`` as JSON lines or console lines."""
+# 7 to 15 digits, not part of a longer word or id (session ids, timestamps and hex stay readable)
+_NUMBER = re.compile(r"(?<![\w+.-])(\+?)(\d{3,11})(\d{4})(?![\w.-])")
+
+
+def mask_number(text: str) -> str:
+    """``text`` with every phone number (7+ digits, with or without ``+``) masked but its last 4 digits."""
+    return _NUMBER.sub(lambda m: m.group(1) + "*" * len(m.group(2)) + m.group(3), text)
+
+
+def _mask(value: object) -> object:
+    if isinstance(value, str):
+        return mask_number(value)
+    if isinstance(value, dict):
+        return {key: _mask(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(item) for item in value]
+    return value
+
+
+def mask_numbers(
+    logger: object, method: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """A structlog processor masking callers' numbers in every string of the event (``--mask-numbers``)."""
+    return {key: _mask(value) for key, value in event_dict.items()}
+
+
+def configure_logging(log_format: LogFormat, level: str, stream: TextIO, *, mask: bool = False) -> None:
+    """Send structlog events at ``level`` and above to ``stream`` as JSON lines or console lines.
+
+    With ``mask``, phone numbers in the events are masked (all but their last 4 digits)."""
     renderer: structlog.typing.Processor
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()
@@ -30,6 +59,8 @@ def configure_logging(log_format: LogFormat, level: str, stream: TextIO) -> None
     ]
     if log_format == "json":
         processors.append(structlog.processors.format_exc_info)
+    if mask:
+        processors.append(mask_numbers)
     processors.append(renderer)
     structlog.configure(
         processors=processors,
