@@ -171,6 +171,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         await client.create_phone_number({"number": OURS, "applicationId": app_id})
         await client.create_phone_number({"number": FORWARDING, "applicationId": app_id})
         yield Stack(sim, config.public_url, http, app, flows)
+        await sim.settle()  # every callback the simulator queued is delivered before anything closes
     await runner.cleanup()
     await sim_server.close()
 
@@ -221,6 +222,8 @@ async def test_with_callback_auth_the_calls_the_engine_creates_report_back_with_
     assert list(stack.sim.deliveries(failed_only=True)) == []
     async with stack.http.post(f"{stack.server_url}/callbacks/voice", json={"eventType": "x"}) as response:
         assert response.status == 401  # the same server refuses a callback without the credentials
+    stack.sim.hangup(call)  # leave nothing running in the simulator behind the test
+    await stack.until("the caller's hangup", lambda: _async(stack.ended(call)))
 
 
 async def test_a_reload_gives_new_calls_the_new_version_and_live_calls_keep_theirs(stack: Stack) -> None:
