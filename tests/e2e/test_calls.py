@@ -92,6 +92,25 @@ class TestVoicemail:
             "Thank you. Goodbye.",
         ]
 
+    async def test_a_caller_who_hangs_up_after_the_message_still_gets_it_transcribed_and_posted(
+        self, deployment: Deployment, phones: Phones, webhook: Webhook
+    ) -> None:
+        await phones.transcription("This is Bob, no need to call back.")
+        call = await phones.call("+13235550112", "+19195559002")
+        await phones.until("recording", lambda: _recording(phones, call))
+        await phones.advance(2)
+        await phones.hangup(call)
+
+        async def posted() -> list[dict[str, Any]]:
+            return [
+                r
+                for r in webhook.received
+                if r["path"] == "/voicemail" and r["json"]["from"] == "+13235550112"
+            ]
+
+        (item,) = await phones.until("the webhook", posted)
+        assert item["json"]["text"] == "This is Bob, no need to call back."
+
 
 async def _recording(phones: Phones, call_id: str) -> bool:
     return any(e["text"] == "recording started" for e in await phones.transcript(call_id))
