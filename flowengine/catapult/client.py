@@ -718,7 +718,8 @@ class CatapultClient:
     ) -> Response:
         # ``root``: the few resources the API keeps outside the user (availableNumbers, numberInfo).
         url = (self.base_url if root else self._user_url) + path
-        log = _log.bind(operation=operation, method=method, url=url)
+        # Passed to each log call rather than bound up front: binding costs on the hot, silent success path.
+        context = {"operation": operation, "method": method, "url": url}
         request_headers = {"Authorization": self._authorization}
         kwargs: dict[str, Any] = {"timeout": self._timeout, "headers": request_headers}
         if data is not None:
@@ -750,15 +751,17 @@ class CatapultClient:
                 safe = idempotent or isinstance(exc, aiohttp.ClientConnectorError)
                 if safe and not last:
                     delay = self._backoff(attempt, self.retry.base_delay)
-                    log.warning("catapult.retry", attempt=attempt, reason=reason, delay=round(delay, 3))
+                    _log.warning(
+                        "catapult.retry", **context, attempt=attempt, reason=reason, delay=round(delay, 3)
+                    )
                     await self._sleep(delay)
                     continue
-                log.error("catapult.connection_failed", attempt=attempt, reason=reason)
+                _log.error("catapult.connection_failed", **context, attempt=attempt, reason=reason)
                 raise CatapultConnectionError(method, url, reason) from exc
             self._observe(operation, str(status), time.perf_counter() - started)
             body = _decode(raw, content_type)
             if status < 400:
-                log.debug("catapult.ok", status=status, attempt=attempt)
+                _log.debug("catapult.ok", **context, status=status, attempt=attempt)
                 return Response(status=status, headers=response_headers, body=body, raw=raw)
 
             error = _error_fields(body)
@@ -771,19 +774,28 @@ class CatapultClient:
                 else:
                     wait = self._backoff(attempt, self.retry.rate_limit_delay)
                 if not last and wait <= self.retry.max_rate_limit_wait:
-                    log.warning("catapult.rate_limited", status=status, code=code, wait=round(wait, 3))
+                    _log.warning(
+                        "catapult.rate_limited", **context, status=status, code=code, wait=round(wait, 3)
+                    )
                     await self._sleep(wait)
                     continue
-                log.error("catapult.rate_limit_exceeded", status=status, code=code, attempt=attempt)
+                _log.error(
+                    "catapult.rate_limit_exceeded", **context, status=status, code=code, attempt=attempt
+                )
                 raise CatapultRateLimitError(retry_after=wait, status=status, method=method, url=url, **error)
             if status >= 500 and (idempotent or code in RETRY_LATER_CODES) and not last:
                 delay = self._backoff(attempt, self.retry.base_delay)
-                log.warning(
-                    "catapult.retry", attempt=attempt, status=status, code=code, delay=round(delay, 3)
+                _log.warning(
+                    "catapult.retry",
+                    **context,
+                    attempt=attempt,
+                    status=status,
+                    code=code,
+                    delay=round(delay, 3),
                 )
                 await self._sleep(delay)
                 continue
-            log.warning("catapult.error", status=status, code=code, attempt=attempt)
+            _log.warning("catapult.error", **context, status=status, code=code, attempt=attempt)
             raise CatapultAPIError(status=status, method=method, url=url, **error)
 
     def _reset_wait(self, headers: Mapping[str, str], details: list[dict[str, str]]) -> Seconds | None:

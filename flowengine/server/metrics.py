@@ -3,6 +3,8 @@ one process never share counters)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -79,11 +81,20 @@ class Metrics:
         )
         self.errors = Counter("flowengine_errors", "Failures, by kind.", ["kind"], registry=self.registry)
         self.flows = Gauge("flowengine_flows_loaded", "Flows currently loaded.", registry=self.registry)
+        # ``labels()`` takes a lock and builds a key on every call; the label values here are few and fixed
+        # (operations and statuses), so their children are looked up once. This runs once per API request.
+        self._rest_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def observe_rest(self, operation: str, status: str, seconds: Seconds) -> None:
         """The REST client's observer."""
-        self.rest.labels(operation=operation, status=status).inc()
-        self.rest_latency.labels(operation=operation).observe(seconds)
+        children = self._rest_children.get((operation, status))
+        if children is None:
+            children = self._rest_children[(operation, status)] = (
+                self.rest.labels(operation=operation, status=status),
+                self.rest_latency.labels(operation=operation),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
