@@ -700,9 +700,9 @@ class Dispatcher:
                         body = orjson.loads(raw)
                     except orjson.JSONDecodeError:
                         body = None
-                result = HttpResult(
-                    response.status, text=text, json=body, headers=dict(response.headers.items())
-                )
+                # aiohttp's header names are `istr`; plain str keys keep the snapshot JSON-serialisable
+                headers_seen = {str(name): str(value) for name, value in response.headers.items()}
+                result = HttpResult(response.status, text=text, json=body, headers=headers_seen)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             self.metrics.errors.labels(kind="http-action").inc()
             reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
