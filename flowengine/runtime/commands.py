@@ -9,6 +9,7 @@ Every REST command has a ``command_id``, so that any failure can come back as th
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, TypeAlias
@@ -59,13 +60,14 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RestCommand(Command):
+class RestCommand(Command, ABC):
     """A command that is one REST request. ``command_id`` ties its outcome back to the session."""
 
     command_id: str
 
+    @abstractmethod
     def request(self, user_id: str) -> RestRequest:
-        raise NotImplementedError(type(self).__name__)  # every concrete subclass overrides it
+        """The exact REST request this command becomes for the account ``user_id``."""
 
 
 # -------------------------------------------------------------------------------------------- calls

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
@@ -72,15 +73,15 @@ class Matcher:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Step:
+class Step(ABC):
     """Base of every step; ``pos`` is where the step was written in the scenario file."""
 
     pos: Position
 
     @property
+    @abstractmethod
     def label(self) -> str:
         """How the step reads in a report, close to how it was written."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
