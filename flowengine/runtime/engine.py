@@ -1111,8 +1111,11 @@ class _Run:
 
     def on_result(self, result: CommandResult) -> None:
         session = self.session
+        pending = session.pending or {}
+        if result.error is None and pending.get(result.command_id, [""])[0] == "transcription":
+            return  # created: still awaited, until its `transcription` event arrives
         self.changed()
-        entry = (session.pending or {}).pop(result.command_id, None)
+        entry = pending.pop(result.command_id, None)
         if session.pending is not None and not session.pending:
             session.pending = None
         if result.error is not None:

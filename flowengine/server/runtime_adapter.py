@@ -186,10 +186,7 @@ class EngineAdapter:
                     "body": body,
                     "operation": command.operation,
                     "command_id": command.command_id,
-                    # A transcription is awaited through its `transcription` event, not the REST answer:
-                    # feeding the answer back would settle the wait early (the caller may have hung up).
-                    "result": command.command_id in pending
-                    and not isinstance(command, cmd.CreateTranscription),
+                    "result": command.command_id in pending,
                 }
                 if isinstance(command, cmd.CreateConference):
                     entry["conference_name"] = command.name

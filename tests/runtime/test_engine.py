@@ -466,6 +466,19 @@ class TestHangup:
         assert "cancel drain" in lines
         assert lines[-1] == "end final"  # goodbye is final; its prompt and hangup were dropped
 
+    def test_the_transcription_is_still_awaited_after_its_creation_succeeds(self) -> None:
+        driver = Driver({"ivr": _ivr()})
+        _to_menu(driver)
+        driver.gather("3")
+        driver.speak_done()
+        driver.hangup()
+        driver.recording()
+        # The REST answer to "create transcription" is not the transcription: keep waiting for its event.
+        assert driver.result(driver.pending_of(cmd.CreateTranscription), "t-1") == []
+        assert not driver.session.ended
+        lines = driver.transcription("Please call me back")
+        assert lines[0].startswith("http POST https://crm.test/voicemail")
+
 
 class TestLegs:
     def test_bridge_waits_until_the_dialled_leg_answers(self) -> None:
