@@ -136,13 +136,14 @@ class CallbackDispatcher:
         self._ids = itertools.count(1)
         self._idle = asyncio.Event()
         self._idle.set()
+        self._closed = False
         self.deliveries: list[Delivery] = []
 
     def send(self, key: str, target: Target, event: JSONObject) -> Delivery:
         """Queue ``event`` for ``target`` behind the other events of ``key``."""
         delivery = Delivery(next(self._ids), key, event, target, self._now())
         self.deliveries.append(delivery)
-        if not target.url:
+        if not target.url or self._closed:  # nowhere to send it, or the simulator is shutting down
             delivery.status = "skipped"
             return delivery
         self._queues.setdefault(key, deque()).append(delivery)
@@ -158,7 +159,9 @@ class CallbackDispatcher:
             await asyncio.sleep(0)
 
     async def close(self) -> None:
-        """Cancel pending deliveries and close the session if this dispatcher made it."""
+        """Cancel pending deliveries and close the session if this dispatcher made it; later events are
+        recorded as skipped."""
+        self._closed = True
         for task in list(self._workers.values()):
             task.cancel()
         for task in list(self._workers.values()):
