@@ -791,6 +791,9 @@ class Dispatcher:
                 if time.monotonic() - last_sweep >= self._sweep_interval:
                     last_sweep = time.monotonic()
                     await self.sweep()
+                    purged = await self.store.purge()  # reclaim space of sessions past their retention
+                    if purged:
+                        _log.info("sessions.purged", count=purged)
             except StoreError as exc:
                 self.metrics.errors.labels(kind="store").inc()
                 _log.warning("timers.store_unavailable", error=str(exc))

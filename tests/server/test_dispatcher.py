@@ -144,3 +144,18 @@ class TestRecovery:
         await stalled.release(lock)
         await _settle(lambda: api.paths() == ["POST /calls/c-8"])
         await _settle(lambda: not backend.sessions["s-c-8"].outbox)
+
+
+async def test_the_timer_loop_purges_what_outlived_its_retention(make_dispatcher: MakeDispatcher) -> None:
+    dispatcher = make_dispatcher("a", sweep_interval=0.0)
+    purges = 0
+    original = dispatcher.store.purge
+
+    async def counting_purge() -> int:
+        nonlocal purges
+        purges += 1
+        return await original()
+
+    dispatcher.store.purge = counting_purge  # type: ignore[method-assign]
+    dispatcher.start_timers()
+    await _settle(lambda: purges >= 2)
