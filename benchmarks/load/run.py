@@ -113,9 +113,8 @@ def run_driver(
         "--target", f"http://127.0.0.1:{target_port}", "--standin-port", str(standin_port),
         *(["--uvloop"] if args.driver_uvloop else []), *extra,
     ]  # fmt: skip
-    done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=args.warmup + args.duration + 300, cwd=ROOT
-    )
+    limit = args.idle_timeout if "idle" in extra else args.warmup + args.duration
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=limit + 120, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(f"driver failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -128,6 +127,7 @@ def engine_argv(args: argparse.Namespace, store: str, port: int, standin_port: i
         "--api-url", f"http://127.0.0.1:{standin_port}/v1",
         "--user-id", "u-bench", "--token", "t-bench", "--secret", "s-bench",
         "--log-level", args.log_level,
+        "--max-sessions", "0",  # the benchmark holds its calls on purpose: no admission cap
     ]  # fmt: skip
 
 
@@ -192,6 +192,16 @@ def summary(report: dict[str, Any]) -> str:
     )
 
 
+def run_floor(args: argparse.Namespace, workdir: Path, name: str, common: list[str]) -> dict[str, Any]:
+    port, standin = free_port(), free_port()
+    argv = [
+        sys.executable, str(HERE / "floor.py"), "--port", str(port),
+        "--api-url", f"http://127.0.0.1:{standin}/v1", *(["--uvloop"] if args.uvloop else []),
+    ]  # fmt: skip
+    extra = ["--mode", "floor", "--connections", str(args.connections), *common]
+    return phase(args, workdir, name, argv, port, standin, extra)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stores", default="memory,sqlite,redis")
@@ -207,10 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--idle-sessions", type=int, default=100_000)
     parser.add_argument("--idle-stores", default="memory", help="stores to run the idle phase on")
+    parser.add_argument("--idle-timeout", type=float, default=900.0, help="seconds allowed to start them")
     parser.add_argument(
         "--floor-rate", type=float, default=0.0, help="use this floor rate instead of measuring"
     )
     parser.add_argument("--uvloop", action="store_true", help="servers (engine and floor) on uvloop")
+    parser.add_argument(
+        "--floor-again",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the floor at the end too",
+    )
     parser.add_argument("--driver-uvloop", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--log-level", default="info", help="the engine's --log-level")
     parser.add_argument("--out", type=Path, help="write all figures here as JSON")
@@ -233,16 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fe-load-") as tmp:
         workdir = Path(tmp)
         if "floor" in phases:
-            port, standin = free_port(), free_port()
-            argv = [
-                sys.executable, str(HERE / "floor.py"), "--port", str(port),
-                "--api-url", f"http://127.0.0.1:{standin}/v1", *(["--uvloop"] if args.uvloop else []),
-            ]  # fmt: skip
-            # Server puts --gc-stats right after the script name.
-            report = phase(
-                args, workdir, "floor", argv, port, standin,
-                ["--mode", "floor", "--connections", str(args.connections), *common],
-            )  # fmt: skip
+            report = run_floor(args, workdir, "floor", common)
             results["phases"].append(report)
             floor_rate = report["events_per_s"]
         for kind in args.stores.split(","):
@@ -271,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     extra = [
                         "--mode", "idle", "--calls", str(args.idle_sessions), "--connections", str(args.connections),
-                        "--duration", "600",
+                        "--duration", str(args.idle_timeout),
                     ]  # fmt: skip
                 try:
                     report = phase(
@@ -285,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "rate":
                     report["goal"] = {"fraction_of_floor": GOALS[kind], "p99_ms": P99_GOAL_MS[kind]}
                 results["phases"].append(report)
+        if "floor" in phases and args.floor_again:
+            # The machine may be shared: a second floor run at the end shows how much the baseline drifted.
+            results["phases"].append(run_floor(args, workdir, "floor-end", common))
     results["floor_events_per_s"] = floor_rate
     text = json.dumps(results, indent=1)
     if args.out:
