@@ -303,6 +303,12 @@ def _check_depth(text: str, path: str, loader_type: type[Any]) -> None:
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.MarkedYAMLError as exc:
+        if "maximum nesting depth" in str(exc.problem):
+            # libyaml >= 0.2.5 (PyYAML 6.0.4 wheels) scans ahead and stops at its own limit first.
+            mark = exc.problem_mark
+            line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            message = f"nesting deeper than {MAX_DEPTH} levels is refused"
+            raise FlowSyntaxError([_diag(path, line, column, message, "too-deep")]) from None
         raise FlowSyntaxError([_yaml_error(exc, path, text)]) from None
     finally:
         loader.dispose()
