@@ -1575,7 +1575,7 @@ def _do_http(run: _Run, action: model.HttpRequest) -> None:
         cmd.HttpCall(
             command_id=command_id,
             method=action.method,
-            url=templates.render(action.url, context),
+            url=templates.render_url(action.url, context),
             headers={key: templates.render(value, context) for key, value in action.headers.items()},
             json=templates.render_value(action.json, context),
             body=None if action.body is None else templates.render(action.body, context),

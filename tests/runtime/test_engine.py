@@ -644,6 +644,28 @@ class TestTimersAndErrors:
             "end hangup",
         ]
 
+    def test_caller_values_in_an_http_url_are_escaped(self) -> None:
+        flow = m.Flow(
+            name="f",
+            kind="messaging",
+            initial="a",
+            numbers=(OURS,),
+            env=("CRM",),
+            states={
+                "a": m.State(
+                    "a",
+                    on={
+                        "message": (
+                            T(None, actions=(m.HttpRequest(url="{{ env.CRM }}/find?q={{ event.text }}"),)),
+                        )
+                    },
+                )
+            },
+        )
+        driver = Driver({"f": flow}, env={"CRM": "https://crm.test/api"})
+        lines = driver.text_in("1&admin=1 #x")
+        assert "http GET https://crm.test/api/find?q=1%26admin%3D1%20%23x null" in lines
+
 
 class TestMessaging:
     def _flow(self) -> m.Flow:
