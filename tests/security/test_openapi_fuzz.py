@@ -20,20 +20,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
-
-from flowengine.config import ServeConfig
-from flowengine.server.app import create_app
-from flowengine.store import MemoryBackend, MemoryStore
-
-schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in the dev extra")
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
+
+from flowengine.config import ServeConfig
+from flowengine.server.app import create_app
+from flowengine.store import MemoryBackend, MemoryStore
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("FLOWENGINE_FUZZ_EXAMPLES", "25"))
