@@ -96,6 +96,11 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     ),
     Setting("busy_message", "text answered to a new conversation refused by --max-sessions (default: none)"),
     Setting("mask_numbers", "mask phone numbers in logs (all but the last 4 digits)", "bool", False),
+    Setting(
+        "record",
+        "save each call's callbacks and the commands they led to under this directory, one JSON-lines file "
+        "per session, for `flowengine test --replay` (numbers masked with --mask-numbers)",
+    ),
 )
 
 
@@ -129,6 +134,7 @@ class ServeConfig:
     max_sessions: int = DEFAULT_MAX_SESSIONS
     busy_message: str = ""
     mask_numbers: bool = False
+    record: str = ""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

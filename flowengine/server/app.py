@@ -48,6 +48,7 @@ from flowengine.server.keys import (
 from flowengine.server.metrics import CONTENT_TYPE, Metrics
 from flowengine.server.responses import error_response, json_response
 from flowengine.store import Store, open_store
+from flowengine.testing.record import CallRecorder
 from flowengine.typing import JSONObject
 
 _log = structlog.get_logger("flowengine.server")
@@ -133,6 +134,7 @@ def create_app(
                     http_allow_hosts=config.allowed_hosts,
                     max_sessions=config.max_sessions,
                     busy_message=config.busy_message,
+                    recorder=_recorder(config, library),
                 )
                 app[DISPATCHER] = dispatcher
                 try:
@@ -335,3 +337,11 @@ async def _metrics(request: web.Request) -> web.Response:
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE
     return response
+
+
+def _recorder(config: ServeConfig, library: FlowLibrary) -> CallRecorder | None:
+    """The ``--record`` recorder; the flows' own numbers stay unmasked so that a replay still routes."""
+    if not config.record:
+        return None
+    keep = [number for flow in library.flows.values() for number in flow.numbers]
+    return CallRecorder(config.record, mask_numbers=config.mask_numbers, keep=keep)

@@ -54,6 +54,7 @@ from flowengine.errors import (
 from flowengine.server.lanes import Lanes, Then, current_lane
 from flowengine.server.metrics import Metrics
 from flowengine.store.base import Lock, OutboxEntry, Store, Timer
+from flowengine.testing.record import CallRecorder
 from flowengine.typing import JSON, JSONObject, Seconds
 
 _log = structlog.get_logger("flowengine.server")
@@ -203,6 +204,7 @@ class Dispatcher:
         http_allow_hosts: Sequence[str] = (),
         max_sessions: int = 0,
         busy_message: str = "",
+        recorder: CallRecorder | None = None,
     ) -> None:
         self.runtime = runtime
         self.store = store
@@ -218,6 +220,7 @@ class Dispatcher:
         self._http_allow_hosts = tuple(http_allow_hosts)
         self._max_sessions = max_sessions
         self._busy_message = busy_message
+        self._recorder = recorder
         # Sessions this instance started and has not seen end (bounded by max_sessions); see _room_for.
         self._live: set[str] = set()
         self._starting = 0
@@ -265,6 +268,7 @@ class Dispatcher:
                     route=route_key,
                     event_type=routed.event_type,
                     call_id=routed.call_id,
+                    callback=data,
                 )
                 return Outcome("unknown-call", f"no session for {route_key!r}"), None
             if not await self._reserve_session():
@@ -276,6 +280,7 @@ class Dispatcher:
                     dedup=dedup,
                     event_type=routed.event_type,
                     call_id=routed.call_id,
+                    callback=data,
                 )
             finally:
                 self._starting -= 1
@@ -300,6 +305,7 @@ class Dispatcher:
                             dedup=dedup,
                             event_type=routed.event_type,
                             call_id=routed.call_id,
+                            callback=data,
                         )
                     finally:
                         self._starting -= 1
@@ -319,7 +325,7 @@ class Dispatcher:
         except BaseException:
             await self._release(lock)
             raise
-        return Outcome("handled", "", session_id), self._then(lock, step, entries)
+        return Outcome("handled", "", session_id), self._then(lock, step, entries, callback=data)
 
     async def _begin(
         self,
@@ -329,6 +335,7 @@ class Dispatcher:
         dedup: str | None,
         event_type: str,
         call_id: str = "",
+        callback: Mapping[str, object] | None = None,
     ) -> tuple[Outcome, Then | None] | None:
         """Commit a brand-new session; the caller has not taken a lock yet.
 
@@ -353,7 +360,7 @@ class Dispatcher:
         except BaseException:
             await self._release(lock)
             raise
-        return Outcome("started", "", step.session_id), self._then(lock, step, entries)
+        return Outcome("started", "", step.session_id), self._then(lock, step, entries, callback=callback)
 
     async def _reserve_session(self) -> bool:
         """Take a place for a new session (``max_sessions``; 0 is no limit); the caller gives back
@@ -526,19 +533,38 @@ class Dispatcher:
         key = f"session:{session_id}"
         return self._lane_of.get(key, key)
 
-    def _then(self, lock: Lock, step: Step, entries: list[OutboxEntry]) -> Then:
+    def _then(
+        self,
+        lock: Lock,
+        step: Step,
+        entries: list[OutboxEntry],
+        *,
+        callback: Mapping[str, object] | None = None,
+    ) -> Then:
         held = [lock]
+        recording = self._recorder is not None and callback is not None
+        executed: list[JSONObject] | None = [] if recording else None
 
         async def execute() -> None:
             try:
-                await self._execute(held, step.snapshot, entries, ended=step.ended)
+                await self._execute(held, step.snapshot, entries, ended=step.ended, executed=executed)
             finally:
                 await self._release(held[0])
+            if self._recorder is not None and callback is not None and executed is not None:
+                self._recorder.record(
+                    step.session_id, callback, at=self._clock(), flow=step.flow, commands=executed
+                )
 
         return execute
 
     async def _execute(
-        self, held: list[Lock], snapshot: JSONObject, entries: list[OutboxEntry], *, ended: bool
+        self,
+        held: list[Lock],
+        snapshot: JSONObject,
+        entries: list[OutboxEntry],
+        *,
+        ended: bool,
+        executed: list[JSONObject] | None = None,
     ) -> None:
         """Execute entries in order, feeding outcomes back to the runtime; the lock is held throughout.
 
@@ -559,6 +585,9 @@ class Dispatcher:
                 # One creation per conference name at a time, across instances (a store lock): the feedback
                 # commit below registers ``conference-name:<name>`` before the next session looks it up.
                 outcome = await self._run_entry(entry.command, session_id)
+                if executed is not None:  # for --record: each command with the resource it created
+                    resource = getattr(outcome[0], "resource_id", None) if outcome else None
+                    executed.append({**entry.command, **({"resource_id": resource} if resource else {})})
                 done = [entry.id]
                 if outcome is None:
                     await self.store.mark_done(session_id, done)

@@ -80,6 +80,7 @@ class Deployment:
     serve: Process
     flows_dir: Path
     numbers: dict[str, list[str]]
+    record_dir: Path
 
     @property
     def sim_url(self) -> str:
@@ -151,6 +152,8 @@ def deployment(
                 "json",
                 "--reload-interval",
                 "0",
+                "--record",
+                str(logs / "recordings"),
             ],
             logs / "serve.log",
             f"http://127.0.0.1:{serve_port}",
@@ -160,7 +163,7 @@ def deployment(
             wait_for_http(serve, "/readyz")
             wait_for_output(serve, "configure your Bandwidth application")
             numbers = _provision(sim.url, serve.url, flows_dir)
-            yield Deployment(sim, serve, flows_dir, numbers)
+            yield Deployment(sim, serve, flows_dir, numbers, logs / "recordings")
         finally:
             code = serve.stop()
             assert code == 0, f"serve did not shut down cleanly ({code}):\n{serve.output()}"
