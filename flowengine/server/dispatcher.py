@@ -82,6 +82,10 @@ class NoSuchFlow(FlowEngineError):
     """An execution names a flow that is not loaded (or is of the wrong kind)."""
 
 
+class AtCapacity(FlowEngineError):
+    """A new execution was refused: the instance runs ``max_sessions`` sessions already."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How a callback was answered: ``status`` and a sentence for the log and the JSON answer."""
@@ -420,11 +424,21 @@ class Dispatcher:
         """Start an outbound flow; return its session id and description once the start is committed.
 
         Raises:
-            NoSuchFlow, ValueError: bad request; StoreError: the store is unavailable.
+            NoSuchFlow, ValueError: bad request; AtCapacity: ``max_sessions`` reached; StoreError: the store
+            is unavailable.
         """
         step = self.runtime.start_outbound(flow, to, from_, variables, self._clock())
-        future = self._lanes.submit(self._session_lane(step.session_id), lambda: self._begin_execution(step))
-        outcome = await asyncio.shield(future)
+        if not await self._reserve_session():
+            self.metrics.errors.labels(kind="capacity").inc()
+            _log.warning("session.refused_at_capacity", flow=flow, execution=True)
+            raise AtCapacity(f"this instance runs {self._max_sessions} sessions already; retry later")
+        try:
+            future = self._lanes.submit(
+                self._session_lane(step.session_id), lambda: self._begin_execution(step)
+            )
+            outcome = await asyncio.shield(future)
+        finally:
+            self._starting -= 1
         if outcome.status != "started":
             raise StoreError(f"execution {step.session_id!r} could not start: {outcome.detail}")
         return step.session_id, self.runtime.describe(step.snapshot)

@@ -79,6 +79,23 @@ class TestLifecycle:
         again = await h.client.delete(f"/v1/executions/{execution_id}", headers=AUTH)
         assert (await check(again, "/v1/executions/{id}", "DELETE"))["status"] == "ended"
 
+    async def test_an_execution_above_the_session_cap_is_refused_with_503(
+        self, make_harness: MakeHarness
+    ) -> None:
+        h = await make_harness(max_sessions=1)
+        first = await h.client.post("/v1/executions", json=REQUEST, headers=AUTH)
+        assert first.status == 201
+        refused = await h.client.post("/v1/executions", json=REQUEST, headers=AUTH)
+        assert refused.status == 503
+        body = await check(refused, "/v1/executions", "POST")
+        assert body["error"]["code"] == "at-capacity"
+        metrics = await (await h.client.get("/metrics")).text()
+        assert 'flowengine_errors_total{kind="capacity"} 1.0' in metrics
+        # ending the first execution makes room again
+        await h.client.delete(f"/v1/executions/{(await first.json())['id']}", headers=AUTH)
+        again = await h.client.post("/v1/executions", json=REQUEST, headers=AUTH)
+        assert again.status == 201
+
 
 class TestBadRequests:
     @pytest.mark.parametrize(
