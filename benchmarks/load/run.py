@@ -122,7 +122,8 @@ def run_driver(
 
 def engine_argv(args: argparse.Namespace, store: str, port: int, standin_port: int) -> list[str]:
     return [
-        sys.executable, str(HERE / "serve.py"), *(["--uvloop"] if args.uvloop else []), "--",
+        sys.executable, str(HERE / "serve.py"), *(["--uvloop"] if args.uvloop else []),
+        *(["--gc-threshold", args.gc_threshold] if args.gc_threshold else []), "--",
         str(ROOT / "flows"), "--store", store, "--port", str(port),
         "--api-url", f"http://127.0.0.1:{standin_port}/v1",
         "--user-id", "u-bench", "--token", "t-bench", "--secret", "s-bench",
@@ -230,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--driver-uvloop", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--log-level", default="info", help="the engine's --log-level")
+    parser.add_argument(
+        "--gc-threshold", metavar="G0,G1,G2", help="the engine's gc.set_threshold (experiments)"
+    )
     parser.add_argument("--out", type=Path, help="write all figures here as JSON")
     args = parser.parse_args(argv)
     phases = args.phases.split(",")

@@ -20,7 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--uvloop", action="store_true", help="install uvloop's event loop policy first")
     parser.add_argument("--gc-stats", metavar="PATH", help="write GC pause statistics here at exit")
+    parser.add_argument("--gc-threshold", metavar="G0,G1,G2", help="gc.set_threshold() first (experiments)")
     args = parser.parse_args(ours)
+    if args.gc_threshold:
+        import gc
+
+        gc.set_threshold(*(int(part) for part in args.gc_threshold.split(",")))
     if args.gc_stats:
         import gcstats
 
