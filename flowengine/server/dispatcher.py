@@ -82,6 +82,10 @@ class NoSuchFlow(FlowEngineError):
     """An execution names a flow that is not loaded (or is of the wrong kind)."""
 
 
+_RECONCILE_INTERVAL: Seconds = 1.0
+"""At the session cap, how often sessions that ended on other instances are looked for in the store."""
+
+
 class AtCapacity(FlowEngineError):
     """A new execution was refused: the instance runs ``max_sessions`` sessions already."""
 
@@ -227,6 +231,7 @@ class Dispatcher:
         self._recorder = recorder
         # Sessions this instance started and has not seen end (bounded by max_sessions); see _room_for.
         self._live: set[str] = set()
+        self._reconciled_at = -_RECONCILE_INTERVAL
         self._starting = 0
         self._lanes: Lanes[Outcome] = Lanes()
         # route key -> lane, learnt from commits and lookups, so that every event of a session (tagged or
@@ -371,13 +376,16 @@ class Dispatcher:
         ``_starting`` once the session is begun (it is then in ``_live``) or failed to begin.
 
         Sessions started here may end on another instance, so at the limit the ones that are over in the
-        store are forgotten before refusing (at most ``max_sessions`` loads, and only under a flood).
+        store are forgotten before refusing (at most once a second, so a flood of refusals stays cheap).
         """
         if self._max_sessions and len(self._live) + self._starting >= self._max_sessions:
-            for session_id in list(self._live):
-                record = await self.store.load(session_id)
-                if record is None or record.ended:
-                    self._live.discard(session_id)
+            # Reconcile at most once a second: under a flood, each refusal must stay cheap.
+            if time.monotonic() - self._reconciled_at >= _RECONCILE_INTERVAL:
+                self._reconciled_at = time.monotonic()
+                for session_id in list(self._live):
+                    record = await self.store.load(session_id)
+                    if record is None or record.ended:
+                        self._live.discard(session_id)
             if len(self._live) + self._starting >= self._max_sessions:
                 return False
         self._starting += 1

@@ -159,3 +159,23 @@ async def test_the_timer_loop_purges_what_outlived_its_retention(make_dispatcher
     dispatcher.store.purge = counting_purge  # type: ignore[method-assign]
     dispatcher.start_timers()
     await _settle(lambda: purges >= 2)
+
+
+async def test_refusals_at_the_session_cap_do_not_reload_every_live_session(
+    make_dispatcher: MakeDispatcher,
+) -> None:
+    dispatcher = make_dispatcher("a", max_sessions=3)
+    for n in range(3):
+        assert (await dispatcher.callback(incoming(f"c-{n}"))).status == "started"
+    loads = 0
+    original = dispatcher.store.load
+
+    async def counting_load(session_id: str) -> Any:
+        nonlocal loads
+        loads += 1
+        return await original(session_id)
+
+    dispatcher.store.load = counting_load  # type: ignore[method-assign]
+    outcomes = [await dispatcher.callback(incoming(f"c-new-{n}")) for n in range(20)]
+    assert all(o.status == "refused" or o.detail.startswith("at capacity") for o in outcomes)
+    assert loads <= 3  # one reconciliation of the three live sessions, not one per refused call
