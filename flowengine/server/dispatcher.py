@@ -239,6 +239,9 @@ class Dispatcher:
         # only costs order within this instance until the next commit (the store lock still serialises).
         self._lane_of: dict[str, str] = {}
         self._timer_task: asyncio.Task[None] | None = None
+        # Locks whose release failed while the store was away, by session: released (and their outboxes
+        # resumed) as soon as it is back, rather than blocking the call until the lock expires.
+        self._unreleased: dict[str, Lock] = {}
 
     # ------------------------------------------------------------------------------------ callbacks
 
@@ -771,7 +774,20 @@ class Dispatcher:
         try:
             await self.store.release(lock)
         except StoreError as exc:
+            self._unreleased[lock.session_id] = lock
             _log.warning("store.release_failed", session_id=lock.session_id, error=str(exc))
+
+    async def _release_unreleased(self) -> None:
+        """Give back the locks whose release failed, then resume whatever their sessions left pending.
+
+        A store failing in the middle of an outbox leaves the outbox pending and the lock held; without
+        this the call would wait for the lock's expiry and the next sweep. Raises ``StoreError`` while the
+        store is still away (the locks are kept for the next round).
+        """
+        for session_id, lock in list(self._unreleased.items()):
+            await self.store.release(lock)  # a lock lost meanwhile is a no-op
+            del self._unreleased[session_id]
+            self._background(self._session_lane(session_id), self._resume_job(session_id), "sweep")
 
     # ----------------------------------------------------------------------------- timers, recovery
 
@@ -838,6 +854,8 @@ class Dispatcher:
         last_sweep = time.monotonic()
         while True:
             try:
+                if self._unreleased:
+                    await self._release_unreleased()
                 await self.fire_due_timers()
                 if time.monotonic() - last_sweep >= self._sweep_interval:
                     last_sweep = time.monotonic()
