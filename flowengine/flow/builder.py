@@ -412,6 +412,13 @@ def _http(b: FlowBuilder, value: Any, path: JsonPath, pos: model.Position) -> mo
     )
 
 
+def _lookup_caller(b: FlowBuilder, value: Any, path: JsonPath, pos: model.Position) -> model.ActionType:
+    if isinstance(value, str):
+        return model.LookupCaller(into=value, pos=pos)
+    body = _obj(value)
+    return model.LookupCaller(into=body["into"], number=body.get("number", "{{ call.from }}"), pos=pos)
+
+
 def _set(b: FlowBuilder, value: Any, path: JsonPath, pos: model.Position) -> model.ActionType:
     return model.SetVars(values=dict(_obj(value)), pos=pos)
 
@@ -451,6 +458,7 @@ _MAKERS: dict[str, _Maker] = {
     "send_message": _send_message,
     "reply": _reply,
     "http": _http,
+    "lookup_caller": _lookup_caller,
     "set": _set,
     "log": _log,
     "start_flow": _start_flow,

@@ -337,7 +337,9 @@ class CompiledFlow:
             for action in actions:
                 if isinstance(action, model.SetVars):
                     yield from action.values
-                elif isinstance(action, model.Gather | model.HttpRequest) and action.into:
+                elif (
+                    isinstance(action, model.Gather | model.HttpRequest | model.LookupCaller) and action.into
+                ):
                     yield action.into
 
     def _check_templates(self, problems: list[Diagnostic]) -> None:
@@ -465,6 +467,8 @@ def _action_templates(action: model.ActionType) -> Iterator[str]:
         for value in (action.to, action.from_, *action.media):
             if value is not None:
                 yield value
+    elif isinstance(action, model.LookupCaller):
+        yield action.number
     elif isinstance(action, model.HttpRequest):
         yield action.url
         yield from action.headers.values()

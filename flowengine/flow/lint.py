@@ -343,7 +343,7 @@ class _Linter:
         if self.flow.kind == "messaging":
             for path, name in _action_items(self.walk):
                 if _MAKER_TYPES.get(name) in _VOICE_ACTIONS:
-                    message = f"{name!r} is a call action; a messaging flow can use send_message, reply, http, set, log and start_flow"
+                    message = f"{name!r} is a call action; a messaging flow can use send_message, reply, http, lookup_caller, set, log and start_flow"
                     self.report(path, "error", message, "kind")
 
     def check_menus(self) -> None:
@@ -425,6 +425,7 @@ _MAKER_TYPES: dict[str, type[model.Action]] = {
     "send_message": model.SendMessage,
     "reply": model.SendMessage,
     "http": model.HttpRequest,
+    "lookup_caller": model.LookupCaller,
     "set": model.SetVars,
     "log": model.Log,
     "start_flow": model.StartFlow,
@@ -562,6 +563,8 @@ def _assignments(walk: _Walk) -> Iterator[tuple[JsonPath, str]]:
                 yield (*path, key), key
         elif isinstance(body, dict) and isinstance(body.get("into"), str):
             yield (*path, "into"), body["into"]
+        elif name == "lookup_caller" and isinstance(body, str):
+            yield path, body  # the short form names the variable
     for path, state in _states(walk.data):
         menu = state.get("menu")
         if isinstance(menu, dict) and isinstance(menu.get("into"), str):

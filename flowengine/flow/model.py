@@ -154,7 +154,8 @@ class StopRecording(Action):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Transfer(Action):
-    """Transfer the caller to another number or SIP URI (``state: transferring``)."""
+    """Transfer the caller to another number or SIP URI (``state: transferring``); ``to`` may name an
+    endpoint (see :func:`sip_address`)."""
 
     to: str
     caller_id: str | None = None
@@ -213,6 +214,28 @@ class SendMessage(Action):
     to: str | None = None
     from_: str | None = None
     media: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LookupCaller(Action):
+    """Look up the caller-id (CNAM) name of ``number`` into the variable ``into``; ``lookup.done`` follows
+    (``event.name``, "" and ``event.found`` false when the number has none) or ``lookup.error``."""
+
+    into: str
+    number: str = "{{ call.from }}"
+
+
+ENDPOINT_PREFIX: str = "endpoint:"
+SIP_DOMAIN_SUFFIX: str = "bwapp.bwsipp.io"
+
+
+def sip_address(destination: str) -> str:
+    """A ``dial``/``transfer`` destination as the API takes it: ``endpoint:NAME@DOMAIN`` (a SIP endpoint of
+    the account, by name) becomes its SIP URI ``sip:NAME@DOMAIN.bwapp.bwsipp.io``; anything else is kept."""
+    if not destination.startswith(ENDPOINT_PREFIX):
+        return destination
+    name, _, domain = destination.removeprefix(ENDPOINT_PREFIX).partition("@")
+    return f"sip:{name}@{domain}.{SIP_DOMAIN_SUFFIX}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -276,6 +299,7 @@ ActionType: TypeAlias = (
     | LeaveConference
     | SendMessage
     | HttpRequest
+    | LookupCaller
     | SetVars
     | Log
     | StartFlow

@@ -267,6 +267,22 @@ EVENTS: tuple[EventSpec, ...] = (
         "`event.status` (0 when there was no answer) and `event.error` say why.",
     ),
     EventSpec(
+        "lookup.done",
+        "(engine) a `lookup_caller` action got its answer",
+        (model.LookupCaller,),
+        False,
+        _BOTH,
+        '`event.name` holds the caller-id name ("" and `event.found` false when the number has none).',
+    ),
+    EventSpec(
+        "lookup.error",
+        "(engine) a `lookup_caller` action failed",
+        (model.LookupCaller,),
+        False,
+        _BOTH,
+        "`event.status` (0 when there was no answer) and `event.error` say why; the variable is left as it was.",
+    ),
+    EventSpec(
         "flow.done",
         "(engine) a sub-flow started by `start_flow` reached a final state",
         (model.StartFlow,),

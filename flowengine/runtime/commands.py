@@ -438,6 +438,16 @@ class HttpCall(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LookupCaller(Command):
+    """The flow's ``lookup_caller`` action: ``GET /v1/phoneNumbers/numberInfo/{number}`` (the caller-id name),
+    reported as :class:`~flowengine.runtime.events.HttpResult` with the same ``command_id``: status 200 and the
+    API's answer in ``json``, 404 when the number has no name, or the failure."""
+
+    command_id: str
+    number: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Log(Command):
     """A line the flow asked to log (the edge logs it with structlog)."""
 
@@ -476,6 +486,7 @@ AnyCommand: TypeAlias = (
     | StartTimer
     | CancelTimer
     | HttpCall
+    | LookupCaller
     | Log
     | EndSession
 )

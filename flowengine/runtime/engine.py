@@ -1180,6 +1180,10 @@ class _Run:
             self.note("unexpected HTTP result ignored")
             return
         into = entry[1] if len(entry) > 1 else ""
+        if entry[0] == "lookup":
+            self.on_lookup(result, into, entry[2] if len(entry) > 2 else "")
+            self.drain_check()
+            return
         data: dict[str, Any] = {
             "status": result.status,
             "json": result.json,
@@ -1195,6 +1199,21 @@ class _Run:
         else:
             self.flow_event(None, "http.error", data)
         self.drain_check()
+
+    def on_lookup(self, result: HttpResult, into: str, number: str) -> None:
+        """A caller-id lookup answered: the name (or "" when the number has none), else ``lookup.error``."""
+        answer = result.json if isinstance(result.json, dict) else {}
+        name = answer.get("name")
+        found = result.ok and isinstance(name, str)
+        if found or result.status == 404:
+            text = str(name) if found else ""
+            if into:
+                self.session.vars[into] = text
+                self.changed()
+            self.flow_event(None, "lookup.done", {"name": text, "number": number, "found": found})
+        else:
+            data = {"status": result.status, "error": result.error or result.text, "number": number}
+            self.flow_event(None, "lookup.error", data)
 
     # --------------------------------------------------------------------- deferred work
 
@@ -1428,7 +1447,7 @@ def _do_transfer(run: _Run, action: model.Transfer) -> None:
         cmd.TransferCall(
             command_id=command_id,
             call_id=call_id,
-            transfer_to=run.render(action.to),
+            transfer_to=model.sip_address(run.render(action.to)),
             transfer_caller_id=run.render_opt(action.caller_id),
             whisper_audio=_whisper(run, action.whisper),
             callback_url=run.engine.callback_url,
@@ -1450,7 +1469,7 @@ def _do_dial(run: _Run, action: model.Dial) -> None:
         cmd.CreateCall(
             command_id=command_id,
             from_=run.render_opt(action.from_) or session.our,
-            to=run.render(action.to),
+            to=model.sip_address(run.render(action.to)),
             call_timeout=_seconds(timeout),
             callback_url=run.engine.callback_url,
             tag=_call_tag(session, action.role),
@@ -1584,6 +1603,13 @@ def _do_http(run: _Run, action: model.HttpRequest) -> None:
     )
 
 
+def _do_lookup_caller(run: _Run, action: model.LookupCaller) -> None:
+    command_id = run.session.next_id("w")
+    number = run.render(action.number)
+    run.expect(command_id, "lookup", action.into, number)
+    run.emit(cmd.LookupCaller(command_id=command_id, number=number))
+
+
 def _do_set(run: _Run, action: model.SetVars) -> None:
     context = run.context()
     for name, value in action.values.items():
@@ -1655,6 +1681,7 @@ _EXECUTORS: dict[type, Callable[[_Run, Any], None]] = {
     model.LeaveConference: _do_leave_conference,
     model.SendMessage: _do_send_message,
     model.HttpRequest: _do_http,
+    model.LookupCaller: _do_lookup_caller,
     model.SetVars: _do_set,
     model.Log: _do_log,
     model.StartFlow: _do_start_flow,

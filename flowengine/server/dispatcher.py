@@ -674,6 +674,9 @@ class Dispatcher:
         if kind == "http":
             result = await self._run_http(command, session_id)
             return self.runtime.http_event(command, result), False
+        if kind == "lookup":
+            result = await self._run_lookup(command, session_id)
+            return self.runtime.http_event(command, result), False
         _log.error("outbox.unknown_entry", session_id=session_id, kind=kind)
         return None
 
@@ -708,6 +711,22 @@ class Dispatcher:
         if event is None:
             return None
         return event, False
+
+    async def _run_lookup(self, command: JSONObject, session_id: str) -> HttpResult:
+        """A flow's ``lookup_caller``: the number's caller-id name through the API (404: it has none)."""
+        number = str(command.get("number", ""))
+        try:
+            info = await self.client.get_number_info(number)
+        except CatapultAPIError as exc:
+            if exc.status != 404:
+                self.metrics.errors.labels(kind="rest").inc()
+                _log.warning("lookup.failed", session_id=session_id, status=exc.status, code=exc.code)
+            return HttpResult(exc.status, error=f"{exc.code}: {exc.message}" if exc.code else str(exc))
+        except CatapultError as exc:
+            self.metrics.errors.labels(kind="rest").inc()
+            _log.warning("lookup.failed", session_id=session_id, error=str(exc))
+            return HttpResult(0, error=str(exc))
+        return HttpResult(200, json=info)
 
     async def _run_http(self, command: JSONObject, session_id: str) -> HttpResult:
         url = str(command.get("url", ""))

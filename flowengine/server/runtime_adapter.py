@@ -204,6 +204,8 @@ class EngineAdapter:
                         "command_id": command.command_id,
                     }
                 )
+            elif isinstance(command, cmd.LookupCaller):
+                entries.append({"kind": "lookup", "number": command.number, "command_id": command.command_id})
             elif isinstance(command, cmd.StartTimer):
                 timers_set[command.key] = command.at
             elif isinstance(command, cmd.CancelTimer):

@@ -332,6 +332,8 @@ class Harness:
                     self._feed(session_id, feedback, "result", {"operation": entry.get("operation")})
             elif kind == "http":
                 self._run_http(session_id, entry)
+            elif kind == "lookup":
+                self._run_lookup(session_id, entry)
             else:
                 self.problems.append(f"the runtime produced an outbox entry of unknown kind {kind!r}")
 
@@ -375,6 +377,20 @@ class Harness:
         if resource is not None:
             executed["resource_id"] = resource
         return self.runtime.result_event(entry, resource, None), False
+
+    def _run_lookup(self, session_id: str, entry: JSONObject) -> None:
+        """A ``lookup_caller``: the simulator's CNAM table answers, in-process."""
+        from flowengine.sim.resources.number_info import get_number_info
+
+        number = str(entry.get("number", ""))
+        self._executed.append(dict(entry))
+        path = f"/phoneNumbers/numberInfo/{number}"
+        try:
+            reply = get_number_info(self.sim, ApiRequest("GET", path, {"number": number}, {}, None))
+            result = HttpResult(200, json=reply.body)
+        except ApiProblem as problem:
+            result = HttpResult(problem.status, error=f"{problem.code}: {problem.message}")
+        self._feed(session_id, self.runtime.http_event(entry, result), "lookup", {"number": number})
 
     def _run_http(self, session_id: str, entry: JSONObject) -> None:
         method = str(entry.get("method", "GET")).upper()

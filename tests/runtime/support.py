@@ -40,6 +40,8 @@ def show(command: cmd.Command) -> str:
     if isinstance(command, cmd.HttpCall):
         body = json.dumps(command.json, sort_keys=True, separators=(",", ":"))
         return f"http {command.method} {command.url} {body}"
+    if isinstance(command, cmd.LookupCaller):
+        return f"lookup {command.number}"
     if isinstance(command, cmd.Log):
         return f"log {command.level} {command.message}"
     if isinstance(command, cmd.EndSession):
