@@ -22,6 +22,7 @@ import orjson
 import structlog
 from yarl import URL
 
+from flowengine.catapult.client import redact_url
 from flowengine.typing import JSON, JSONObject, Seconds
 
 log = structlog.get_logger("flowengine.sim")
@@ -200,8 +201,8 @@ class CallbackDispatcher:
             "callback_failed",
             key=delivery.key,
             event_type=delivery.event.get("eventType"),
-            url=target.url,
-            fallback_url=target.fallback_url,
+            url=redact_url(target.url) if target.url else None,
+            fallback_url=redact_url(target.fallback_url) if target.fallback_url else None,
             error=delivery.attempts[-1].error,
         )
 

@@ -8,8 +8,8 @@ delivery number n. Credentials in callback URLs are never shown.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
+from flowengine.catapult.client import redact_url
 from flowengine.sim.callbacks import Delivery
 from flowengine.sim.clock import iso8601
 from flowengine.sim.problems import ApiProblem
@@ -23,12 +23,7 @@ _RESOURCE_IDS = ("callId", "conferenceId", "memberId", "messageId", "bridgeId", 
 
 
 def _redact(url: str | None) -> str:
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return redact_url(url) if url else ""
 
 
 def _with_ids(error_id: str, details: list[tuple[str, str]]) -> list[JSON]:
