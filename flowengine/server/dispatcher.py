@@ -280,22 +280,9 @@ class Dispatcher:
                     route=route_key,
                     event_type=routed.event_type,
                     call_id=routed.call_id,
-                    callback=data,
                 )
                 return Outcome("unknown-call", f"no session for {route_key!r}"), None
-            if not await self._reserve_session():
-                return self._refuse(routed, data)
-            try:
-                begun = await self._begin(
-                    step,
-                    routes=(route_key,),
-                    dedup=dedup,
-                    event_type=routed.event_type,
-                    call_id=routed.call_id,
-                    callback=data,
-                )
-            finally:
-                self._starting -= 1
+            begun = await self._start_session(step, routed, route_key, dedup, data)
             if begun is not None:
                 return begun
             # Another instance started this very session meanwhile: handle the event as part of it.
@@ -308,19 +295,7 @@ class Dispatcher:
                 # A conversation key outlives its ended session: a new inbound message starts a new one.
                 step = self.runtime.start(routed, now)
                 if step is not None and step.session_id != session_id:
-                    if not await self._reserve_session():
-                        return self._refuse(routed, data)
-                    try:
-                        begun = await self._begin(
-                            step,
-                            routes=(route_key,),
-                            dedup=dedup,
-                            event_type=routed.event_type,
-                            call_id=routed.call_id,
-                            callback=data,
-                        )
-                    finally:
-                        self._starting -= 1
+                    begun = await self._start_session(step, routed, route_key, dedup, data)
                     if begun is not None:
                         return begun
                 _log.info("callback.session_ended", session_id=session_id, event_type=routed.event_type)
@@ -338,6 +313,25 @@ class Dispatcher:
             await self._release(lock)
             raise
         return Outcome("handled", "", session_id), self._then(lock, step, entries, callback=data)
+
+    async def _start_session(
+        self, step: Step, routed: Routed, route_key: str, dedup: str, data: Mapping[str, object]
+    ) -> tuple[Outcome, Then | None] | None:
+        """Start the session a callback asks for, within ``max_sessions``; None when another instance
+        started it at the same time (the event then belongs to that session)."""
+        if not await self._reserve_session():
+            return self._refuse(routed, data)
+        try:
+            return await self._begin(
+                step,
+                routes=(route_key,),
+                dedup=dedup,
+                event_type=routed.event_type,
+                call_id=routed.call_id,
+                callback=data,
+            )
+        finally:
+            self._starting -= 1
 
     async def _begin(
         self,
