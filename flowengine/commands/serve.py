@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 import structlog
@@ -28,6 +27,7 @@ from aiohttp import web
 from flowengine.catapult.client import CatapultClient
 from flowengine.config import ServeConfig, add_arguments, config_from
 from flowengine.errors import CatapultError, ConfigError, FlowEngineError
+from flowengine.provision import callback_url
 
 if TYPE_CHECKING:
     from flowengine.flow.model import Flow
@@ -82,14 +82,6 @@ def _bind(host: str, port: int) -> socket.socket:
         raise
     sock.setblocking(False)
     return sock
-
-
-def _with_auth(url: str, auth: tuple[str, str] | None) -> str:
-    if auth is None:
-        return url
-    parts = urlsplit(url)
-    user, password = (quote(part, safe="") for part in auth)
-    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc}"))
 
 
 def _url_host(host: str) -> str:
@@ -186,8 +178,8 @@ async def _start_simulator(
 
 async def _provision(config: ServeConfig, numbers: list[str]) -> None:
     """Create an application pointing at our callbacks and attach the flows' numbers to it (simulator)."""
-    voice = _with_auth(f"{config.public_url}/callbacks/voice", config.callback_auth)
-    messaging = _with_auth(f"{config.public_url}/callbacks/messaging", config.callback_auth)
+    voice = callback_url(config.public_url, "voice", config.callback_auth)
+    messaging = callback_url(config.public_url, "messaging", config.callback_auth)
     async with aiohttp.ClientSession() as http:
         client = CatapultClient(
             http,
