@@ -29,6 +29,7 @@ ENV_PREFIX: Final = "FLOWENGINE_"
 DEFAULT_STORE: Final = "sqlite://flowengine.db"
 DEFAULT_MAX_BODY: Final = 256 * 1024
 DEFAULT_MAX_SESSIONS: Final = 10_000
+DEFAULT_MAX_PENDING: Final = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "int",
         DEFAULT_MAX_SESSIONS,
     ),
+    Setting(
+        "max_pending",
+        "most jobs (callbacks, timers and the commands they decided) queued or running at once; above it a "
+        "new call or execution is answered 503 overloaded (0: no limit)",
+        "int",
+        DEFAULT_MAX_PENDING,
+    ),
     Setting("busy_message", "text answered to a new conversation refused by --max-sessions (default: none)"),
     Setting("mask_numbers", "mask phone numbers in logs (all but the last 4 digits)", "bool", False),
     Setting(
@@ -132,6 +140,7 @@ class ServeConfig:
     http_timeout: Seconds = 10.0
     http_max_bytes: int = 1024 * 1024
     max_sessions: int = DEFAULT_MAX_SESSIONS
+    max_pending: int = DEFAULT_MAX_PENDING
     busy_message: str = ""
     mask_numbers: bool = False
     record: str = ""
@@ -151,6 +160,8 @@ class ServeConfig:
             raise ConfigError(f"http max bytes {self.http_max_bytes!r} must be at least 1")
         if self.max_sessions < 0:
             raise ConfigError(f"max sessions {self.max_sessions!r} must not be negative (0: no limit)")
+        if self.max_pending < 0:
+            raise ConfigError(f"max pending {self.max_pending!r} must not be negative (0: no limit)")
         for host in self.allowed_hosts:
             if not _HOST_PATTERN.match(host):
                 raise ConfigError(

@@ -10,8 +10,9 @@ GET with query parameters): ``/callbacks/voice`` and ``/callbacks/messaging``. A
   call or an unknown event type is ``ignored`` and logged);
 * ``400 {"error": {"code": "malformed-body" | "invalid-event", "message": ...}}``: a malformed body;
 * ``401`` when callback auth is configured and the request's Basic auth does not match;
-* ``413`` for a body above the size limit; ``503`` while the session store is unavailable (the API retries
-  or uses its fallback URL).
+* ``413`` for a body above the size limit; ``503`` while the session store is unavailable (code
+  ``store-unavailable``) or, for an event that would start a new session, while ``max_pending`` jobs are in
+  flight (code ``overloaded``): the API retries or uses its fallback URL.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ _STATUS_BY_OUTCOME: Final = {
     "bad-request": 400,
     "unavailable": 503,
     "refused": 200,
+    "overloaded": 503,
 }
 
 
@@ -133,6 +135,7 @@ def create_app(
                     http_timeout=config.http_timeout,
                     http_allow_hosts=config.allowed_hosts,
                     max_sessions=config.max_sessions,
+                    max_pending=config.max_pending,
                     busy_message=config.busy_message,
                     recorder=_recorder(config, library),
                 )
@@ -292,6 +295,8 @@ def _outcome_response(outcome: Outcome) -> web.Response:
         return error_response(400, "invalid-event", outcome.detail)
     if outcome.status == "unavailable":
         return error_response(503, "store-unavailable", outcome.detail, {"Retry-After": "1"})
+    if outcome.status == "overloaded":
+        return error_response(503, "overloaded", outcome.detail, {"Retry-After": "1"})
     body: JSONObject = {
         "status": "ignored"
         if outcome.status in ("unknown-call", "unknown-event", "ended", "refused")

@@ -10,6 +10,11 @@ order; different calls use different lanes and never wait for each other. Across
 session lock serialises them. The callback is answered once the new state is committed (durable); executing
 the commands continues in the lane before the next event of that call.
 
+Backpressure: while ``max_pending`` jobs (callbacks, timers, executions and the commands they decided) are
+queued or running in the lanes, a callback that would start a new session is answered ``overloaded`` (503:
+the API then tries the application's fallback URL) and a new execution raises :class:`Overloaded`; events
+of existing sessions are still taken, since refusing them would lose calls in progress.
+
 The dispatcher knows nothing of flows: it talks to the runtime through :class:`RuntimeAdapter`, which turns
 the runtime's typed events, sessions and commands into the plain data below (outbox entries are JSON so
 that any instance can execute them after a crash).
@@ -71,6 +76,7 @@ Status = Literal[
     "bad-request",
     "unavailable",
     "refused",
+    "overloaded",
 ]
 
 
@@ -88,6 +94,10 @@ _RECONCILE_INTERVAL: Seconds = 1.0
 
 class AtCapacity(FlowEngineError):
     """A new execution was refused: the instance runs ``max_sessions`` sessions already."""
+
+
+class Overloaded(FlowEngineError):
+    """A new execution was refused: ``max_pending`` jobs are queued or running already."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +221,7 @@ class Dispatcher:
         http_timeout: Seconds = 10.0,
         http_allow_hosts: Sequence[str] = (),
         max_sessions: int = 0,
+        max_pending: int = 0,
         busy_message: str = "",
         recorder: CallRecorder | None = None,
     ) -> None:
@@ -227,6 +238,7 @@ class Dispatcher:
         self._http_timeout = http_timeout
         self._http_allow_hosts = tuple(http_allow_hosts)
         self._max_sessions = max_sessions
+        self._max_pending = max_pending
         self._busy_message = busy_message
         self._recorder = recorder
         # Sessions this instance started and has not seen end (bounded by max_sessions); see _room_for.
@@ -242,6 +254,11 @@ class Dispatcher:
         # Locks whose release failed while the store was away, by session: released (and their outboxes
         # resumed) as soon as it is back, rather than blocking the call until the lock expires.
         self._unreleased: dict[str, Lock] = {}
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued or running in the lanes (callbacks, timers, executions, their commands)."""
+        return self._lanes.pending
 
     # ------------------------------------------------------------------------------------ callbacks
 
@@ -319,6 +336,9 @@ class Dispatcher:
     ) -> tuple[Outcome, Then | None] | None:
         """Start the session a callback asks for, within ``max_sessions``; None when another instance
         started it at the same time (the event then belongs to that session)."""
+        # This callback's own job is one of the pending ones: refuse when max_pending others are in flight.
+        if self._max_pending and self._lanes.pending > self._max_pending:
+            return self._overloaded(routed)
         if not await self._reserve_session():
             return self._refuse(routed, data)
         try:
@@ -388,6 +408,18 @@ class Dispatcher:
         self._starting += 1
         return True
 
+    def _overloaded(self, routed: Routed) -> tuple[Outcome, Then | None]:
+        """Answer a new call or conversation 503 so that the API tries the fallback URL (another instance)."""
+        self.metrics.errors.labels(kind="overload").inc()
+        _log.warning(
+            "session.refused_overloaded",
+            event_type=routed.event_type,
+            call_id=routed.call_id,
+            max_pending=self._max_pending,
+        )
+        detail = f"overloaded: {self._max_pending} jobs are queued or running; new sessions are refused"
+        return Outcome("overloaded", detail), None
+
     def _refuse(self, routed: Routed, data: Mapping[str, object]) -> tuple[Outcome, Then | None]:
         """Turn a new call or conversation away politely: reject the call; answer a text if configured."""
         self.metrics.errors.labels(kind="capacity").inc()
@@ -429,10 +461,14 @@ class Dispatcher:
         """Start an outbound flow; return its session id and description once the start is committed.
 
         Raises:
-            NoSuchFlow, ValueError: bad request; AtCapacity: ``max_sessions`` reached; StoreError: the store
-            is unavailable.
+            NoSuchFlow, ValueError: bad request; AtCapacity: ``max_sessions`` reached; Overloaded:
+            ``max_pending`` jobs are in flight; StoreError: the store is unavailable.
         """
         step = self.runtime.start_outbound(flow, to, from_, variables, self._clock())
+        if self._max_pending and self._lanes.pending >= self._max_pending:
+            self.metrics.errors.labels(kind="overload").inc()
+            _log.warning("session.refused_overloaded", flow=flow, execution=True)
+            raise Overloaded(f"{self._max_pending} jobs are queued or running already; retry later")
         if not await self._reserve_session():
             self.metrics.errors.labels(kind="capacity").inc()
             _log.warning("session.refused_at_capacity", flow=flow, execution=True)
@@ -965,6 +1001,7 @@ __all__ = [
     "HttpResult",
     "NoSuchFlow",
     "Outcome",
+    "Overloaded",
     "Routed",
     "RuntimeAdapter",
     "Step",

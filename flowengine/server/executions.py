@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from flowengine.errors import StoreError
-from flowengine.server.dispatcher import AtCapacity, NoSuchFlow
+from flowengine.server.dispatcher import AtCapacity, NoSuchFlow, Overloaded
 from flowengine.server.keys import CONFIG, DISPATCHER
 from flowengine.server.responses import error_response
 from flowengine.typing import JSONObject
@@ -81,6 +81,8 @@ async def _create(request: web.Request) -> web.Response:
         return _problem(404, "flow-not-found", str(exc))
     except AtCapacity as exc:
         return _problem(503, "at-capacity", str(exc))
+    except Overloaded as exc:
+        return _problem(503, "overloaded", str(exc), **{"Retry-After": "1"})
     except ValueError as exc:
         return _problem(400, "invalid-execution", str(exc))
     except StoreError as exc:

@@ -5,6 +5,9 @@ other.
 A job runs in two phases: ``job()`` returns ``(result, then)``; the submitter gets ``result`` as soon as it is
 known (the callback is answered), while ``then`` (executing the committed commands) still runs in the lane
 before the next job of the same key starts.
+
+``pending`` counts the jobs queued or running (a job counts until its ``then`` has finished): the work in
+flight that the dispatcher bounds with ``max_pending``.
 """
 
 from __future__ import annotations
@@ -41,9 +44,15 @@ class Lanes(Generic[T]):
     def __init__(self) -> None:
         self._lanes: dict[str, _Lane[T]] = {}
         self._closed = False
+        self._pending = 0
 
     def __len__(self) -> int:
         return len(self._lanes)
+
+    @property
+    def pending(self) -> int:
+        """How many jobs are queued or running, in all lanes (a job runs until its ``then`` is done)."""
+        return self._pending
 
     def submit(self, key: str, job: Job[T]) -> asyncio.Future[T]:
         """Queue ``job`` behind the jobs already queued for ``key``; the future gets its result (or error)."""
@@ -54,6 +63,7 @@ class Lanes(Generic[T]):
         if lane is None:
             lane = self._lanes[key] = _Lane()
         lane.jobs.append((job, future))
+        self._pending += 1
         if lane.worker is None:
             lane.worker = asyncio.create_task(self._run(key, lane), name=f"lane:{key}")
         return future
@@ -64,31 +74,40 @@ class Lanes(Generic[T]):
             while lane.jobs:
                 job, future = lane.jobs.popleft()
                 try:
-                    result, then = await job()
-                except asyncio.CancelledError:
-                    if not future.done():
-                        future.cancel()
-                    raise
-                except Exception as exc:
-                    if not future.done():
-                        future.set_exception(exc)
-                    continue
-                if not future.done():
-                    future.set_result(result)
-                if then is not None:
-                    try:
-                        await then()
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:
-                        _log.exception("lane.job_failed", lane=key)
+                    await self._run_one(key, job, future)
+                finally:
+                    self._pending -= 1
         finally:
             lane.worker = None
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
+            self._pending -= len(lane.jobs)
             for _, future in lane.jobs:
                 if not future.done():
                     future.cancel()
+            lane.jobs.clear()
+
+    async def _run_one(self, key: str, job: Job[T], future: asyncio.Future[T]) -> None:
+        """Run one job: give its result to ``future``, then run its ``then`` (whose failure is logged)."""
+        try:
+            result, then = await job()
+        except asyncio.CancelledError:
+            if not future.done():
+                future.cancel()
+            raise
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(result)
+        if then is not None:
+            try:
+                await then()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("lane.job_failed", lane=key)
 
     async def drain(self, timeout: float) -> bool:
         """Stop taking jobs and wait up to ``timeout`` seconds for queued ones; True if all finished."""

@@ -47,6 +47,7 @@ class FakeAPI:
     seen: list[Seen] = field(default_factory=list)
     fail: dict[str, tuple[int, JSONObject]] = field(default_factory=dict)
     delay: dict[str, float] = field(default_factory=dict)
+    hold: dict[str, asyncio.Event] = field(default_factory=dict)  # path prefix -> answer once it is set
     counter: int = 0
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -57,6 +58,9 @@ class FakeAPI:
         for prefix, seconds in self.delay.items():
             if path.startswith(prefix):
                 await asyncio.sleep(seconds)
+        for prefix, gate in self.hold.items():
+            if path.startswith(prefix):
+                await gate.wait()
         for prefix, (status, error) in self.fail.items():
             if path.startswith(prefix):
                 return web.json_response(error, status=status)
