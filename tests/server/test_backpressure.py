@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,24 +21,30 @@ AUTH = {"Authorization": f"Bearer {EXEC_TOKEN}"}
 EXECUTION = {"flow": "echo", "to": "+15557654321", "from": OUR_NUMBER}
 
 
-async def _hold_commands(h: Harness, *calls: str) -> asyncio.Event:
+@pytest.fixture
+def gate(make_harness: MakeHarness) -> Iterator[asyncio.Event]:
+    """Holds the API's answers until set; set at teardown (before the server closes) if a test failed early."""
+    event = asyncio.Event()
+    yield event
+    event.set()
+
+
+async def _hold_commands(h: Harness, gate: asyncio.Event, *calls: str) -> None:
     """Start ``calls`` with the API holding their answers, so that each keeps a job in flight."""
-    gate = asyncio.Event()
     h.api.hold["/calls/c-"] = gate
     for call in calls:
         response = await h.post(incoming(call))
         assert response.status == 200
         assert (await response.json())["status"] == "started"
     await h.settle(lambda: len(h.api.seen) == len(calls))  # each call's first command waits for the gate
-    return gate
 
 
 class TestNewCalls:
     async def test_a_new_call_above_the_bound_is_answered_503_overloaded(
-        self, make_harness: MakeHarness
+        self, make_harness: MakeHarness, gate: asyncio.Event
     ) -> None:
         h = await make_harness(max_pending=2)
-        gate = await _hold_commands(h, "c-1", "c-2")
+        await _hold_commands(h, gate, "c-1", "c-2")
         assert h.app[DISPATCHER].pending == 2
 
         refused = await h.post(incoming("c-3"))
@@ -48,11 +55,12 @@ class TestNewCalls:
         assert "2 jobs" in body["error"]["message"]
         assert ("s-c-3", "start") in h.runtime.handled  # the runtime was asked, but nothing was committed
         assert await h.app[DISPATCHER].describe("s-c-3") is None
-        gate.set()
 
-    async def test_events_of_calls_in_progress_are_still_handled(self, make_harness: MakeHarness) -> None:
+    async def test_events_of_calls_in_progress_are_still_handled(
+        self, make_harness: MakeHarness, gate: asyncio.Event
+    ) -> None:
         h = await make_harness(max_pending=2)
-        gate = await _hold_commands(h, "c-1", "c-2")
+        await _hold_commands(h, gate, "c-1", "c-2")
         answer = asyncio.create_task(h.post(dtmf("c-1", "5")))
         await h.settle(lambda: h.app[DISPATCHER].pending == 3)  # queued behind c-1's commands, not refused
         gate.set()
@@ -61,9 +69,11 @@ class TestNewCalls:
         assert (await response.json())["status"] == "handled"
         assert ("s-c-1", "dtmf:5") in h.runtime.handled
 
-    async def test_once_the_work_drains_new_calls_are_accepted_again(self, make_harness: MakeHarness) -> None:
+    async def test_once_the_work_drains_new_calls_are_accepted_again(
+        self, make_harness: MakeHarness, gate: asyncio.Event
+    ) -> None:
         h = await make_harness(max_pending=1)
-        gate = await _hold_commands(h, "c-1")
+        await _hold_commands(h, gate, "c-1")
         assert (await h.post(incoming("c-2"))).status == 503
         gate.set()
         await h.settle(lambda: h.app[DISPATCHER].pending == 0)
@@ -71,9 +81,11 @@ class TestNewCalls:
         assert again.status == 200
         assert (await again.json())["status"] == "started"
 
-    async def test_refusals_are_counted_in_the_metrics(self, make_harness: MakeHarness) -> None:
+    async def test_refusals_are_counted_in_the_metrics(
+        self, make_harness: MakeHarness, gate: asyncio.Event
+    ) -> None:
         h = await make_harness(max_pending=1)
-        gate = await _hold_commands(h, "c-1")
+        await _hold_commands(h, gate, "c-1")
         for call in ("c-2", "c-3"):
             assert (await h.post(incoming(call))).status == 503
         gate.set()
@@ -81,19 +93,18 @@ class TestNewCalls:
         assert 'flowengine_errors_total{kind="overload"} 2.0' in metrics
         assert 'flowengine_callbacks_total{outcome="overloaded"} 2.0' in metrics
 
-    async def test_zero_means_no_bound(self, make_harness: MakeHarness) -> None:
+    async def test_zero_means_no_bound(self, make_harness: MakeHarness, gate: asyncio.Event) -> None:
         h = await make_harness(max_pending=0)
-        gate = await _hold_commands(h, "c-1", "c-2", "c-3")
+        await _hold_commands(h, gate, "c-1", "c-2", "c-3")
         assert h.app[DISPATCHER].pending == 3
-        gate.set()
 
 
 class TestExecutions:
     async def test_a_new_execution_above_the_bound_is_answered_503_overloaded(
-        self, make_harness: MakeHarness
+        self, make_harness: MakeHarness, gate: asyncio.Event
     ) -> None:
         h = await make_harness(max_pending=1)
-        gate = await _hold_commands(h, "c-1")
+        await _hold_commands(h, gate, "c-1")
         refused = await h.client.post("/v1/executions", json=EXECUTION, headers=AUTH)
         assert refused.status == 503
         body = await check(refused, "/v1/executions", "POST")
