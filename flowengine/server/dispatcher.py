@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -559,19 +560,24 @@ class Dispatcher:
         )
         self.metrics.events.labels(type=event_type).inc()
         self._learn(step.routes, step.session_id)
-        log = _log.bind(session_id=step.session_id, flow=step.flow, state=step.state, event=event_type)
-        if call_id:
-            log = log.bind(call_id=call_id)
-        (log.debug if event_type == "result" else log.info)("event.handled", commands=len(entries))
-        for level, message in step.logs:
-            getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
-                "flow.log", message=message
-            )
-        if step.ended:
-            self._live.discard(step.session_id)
-        if step.ended and not was_ended:
-            self.metrics.active_sessions.dec()
-            log.info("session.ended")
+        # One line per event at debug level: at info it would cost more than the event's own handling
+        # (structlog renders and writes each line); binding is left to the rarer lines below.
+        debug = _log.is_enabled_for(logging.DEBUG)
+        if debug or step.logs or step.ended:
+            log = _log.bind(session_id=step.session_id, flow=step.flow, state=step.state, event=event_type)
+            if call_id:
+                log = log.bind(call_id=call_id)
+            if debug:
+                log.debug("event.handled", commands=len(entries))
+            for level, message in step.logs:
+                getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
+                    "flow.log", message=message
+                )
+            if step.ended:
+                self._live.discard(step.session_id)
+            if step.ended and not was_ended:
+                self.metrics.active_sessions.dec()
+                log.info("session.ended")
         return entries
 
     def _learn(self, routes: Sequence[str], session_id: str) -> None:

@@ -10,6 +10,7 @@ import logging
 import re
 from typing import TextIO
 
+import orjson
 import structlog
 
 from flowengine.config import LogFormat
@@ -43,13 +44,18 @@ def mask_numbers(
     return {key: _mask(value) for key, value in event_dict.items()}
 
 
+def _dumps(value: object, **_: object) -> str:
+    """JSON for a log line through orjson (several times faster than ``json.dumps``)."""
+    return orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def configure_logging(log_format: LogFormat, level: str, stream: TextIO, *, mask: bool = False) -> None:
     """Send structlog events at ``level`` and above to ``stream`` as JSON lines or console lines.
 
     With ``mask``, phone numbers in the events are masked (all but their last 4 digits)."""
     renderer: structlog.typing.Processor
     if log_format == "json":
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=_dumps)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
     processors: list[structlog.typing.Processor] = [
