@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+import orjson
+
 from flowengine.typing import JSON, JSONObject, Seconds
 
 HISTORY_LIMIT = 12
@@ -145,30 +147,31 @@ class Session:
     # ------------------------------------------------------------------------------- JSON form
 
     def to_json(self) -> JSONObject:
-        """The session as a JSON object (only plain types; ``from_json`` restores an equal session)."""
-        out: JSONObject = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if value is None:
-                continue
-            out[item.name] = _copy(value)
-        return out
+        """The session as a JSON object (only plain types; ``from_json`` restores an equal session).
+
+        The result shares nothing with the session: orjson serialises the dataclass and parses it back
+        (one C round trip, several times faster than copying the containers in Python).
+        """
+        data: JSONObject = orjson.loads(orjson.dumps(self))
+        return {name: value for name, value in data.items() if value is not None}
 
     @classmethod
     def from_json(cls, data: JSONObject) -> Session:
-        """Restore a session saved with ``to_json``.
+        """Restore a session saved with ``to_json``; the session shares nothing with ``data``.
 
         Raises:
             ValueError: when a required field is missing or has the wrong type.
         """
-        names = {item.name for item in fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = data.keys() - _FIELD_NAMES
         if unknown:
-            raise ValueError(f"session snapshot has unknown fields {unknown!r}")
+            raise ValueError(f"session snapshot has unknown fields {sorted(unknown)!r}")
         for required in ("id", "flow", "flow_hash", "kind", "state"):
             if not isinstance(data.get(required), str):
                 raise ValueError(f"session snapshot field {required!r} must be a string")
-        values = {key: _copy(value) for key, value in data.items()}
+        try:
+            values: dict[str, Any] = orjson.loads(orjson.dumps(data))
+        except TypeError as exc:  # a value JSON cannot hold
+            raise ValueError(f"session snapshot is not plain JSON: {exc}") from None
         values.setdefault("vars", {})
         if not isinstance(values["vars"], dict):
             raise ValueError("session snapshot field 'vars' must be an object")
@@ -178,12 +181,7 @@ class Session:
         return cls(**values)
 
 
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _copy(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_copy(item) for item in value]
-    return value
+_FIELD_NAMES = frozenset(item.name for item in fields(Session))
 
 
 def session_of_tag(tag: str | None) -> str | None:
