@@ -33,6 +33,24 @@ _LATENCY_BUCKETS = (
 )
 
 
+class _Counter(Counter):
+    """A counter whose ``labels()`` children are remembered: prometheus_client takes a lock and builds a
+    key on every call (3 µs), and these run several times per callback with a few fixed values."""
+
+    _children: dict[tuple[Any, ...], _Counter]
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> _Counter:
+        key = labelvalues or tuple(labelkwargs.items())
+        try:
+            children = self._children
+        except AttributeError:
+            children = self._children = {}
+        child = children.get(key)
+        if child is None:
+            child = children[key] = super().labels(*labelvalues, **labelkwargs)
+        return child
+
+
 class Metrics:
     """Counters, histograms and gauges of one server.
 
@@ -49,10 +67,10 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.callbacks = Counter(
+        self.callbacks = _Counter(
             "flowengine_callbacks", "Callbacks received, by outcome.", ["outcome"], registry=self.registry
         )
-        self.events = Counter(
+        self.events = _Counter(
             "flowengine_events", "Events handled, by type.", ["type"], registry=self.registry
         )
         self.handling = Histogram(
@@ -79,7 +97,7 @@ class Metrics:
             "Sessions started by this instance that have not ended.",
             registry=self.registry,
         )
-        self.errors = Counter("flowengine_errors", "Failures, by kind.", ["kind"], registry=self.registry)
+        self.errors = _Counter("flowengine_errors", "Failures, by kind.", ["kind"], registry=self.registry)
         self.flows = Gauge("flowengine_flows_loaded", "Flows currently loaded.", registry=self.registry)
         # ``labels()`` takes a lock and builds a key on every call; the label values here are few and fixed
         # (operations and statuses), so their children are looked up once. This runs once per API request.
