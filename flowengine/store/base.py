@@ -7,24 +7,30 @@ de-duplication keys of callbacks already handled, and a per-session lock with an
 
 Handling one event is, with any store::
 
-    lock = await store.acquire(session_id, owner=instance_id)     # waits; LockTimeoutError after `wait`
-    try:
-        if await store.seen(dedup_key):                          # checked *under* the lock
-            return                                               # a duplicate callback: no effect
-        record = await store.load(session_id)                    # None for a new session
-        commands = session.handle(event, now)                    # pure
-        await store.commit(lock, snapshot=..., outbox=entries,   # ONE atomic write; StaleLockError if
-                           routes=..., timers_set=..., timers_cancel=...,   # the lock was lost meanwhile
-                           dedup_key=dedup_key, ended=...)
-        for entry in entries: execute(entry.command)             # still holding the lock
-        await store.mark_done(session_id, [e.id for e in entries])
+    lock, record = await store.begin(session_id, owner=instance_id)  # acquire + load; waits, then
+    try:                                                             # LockTimeoutError after `wait`
+        commands = session.handle(event, now)                        # pure; record is None if new
+        await store.commit(lock, snapshot=..., outbox=entries,       # ONE atomic write; StaleLockError
+                           routes=..., timers_set=..., timers_cancel=...,   # if the lock was lost,
+                           dedup_key=dedup_key, ended=...)           # DuplicateEventError if handled
+        for entry in entries[:-1]:
+            execute(entry.command)                                   # still holding the lock
+            await store.mark_done(session_id, [entry.id])
+        execute(entries[-1].command)
     finally:
-        await store.release(lock)
+        await store.finish(lock, done=[entries[-1].id])              # mark_done + release
+
+(``acquire`` + ``load``, and ``mark_done`` + ``release``, are the same operations one round trip at a time.)
+When executing an entry produces a result the session must hear of, the result is handled like an event and
+committed with ``done=[that entry's id]``: the new state, the new entries and the removal of the executed one
+are one write.
 
 A crash anywhere in there loses nothing: before ``commit`` nothing happened (the API retries the callback);
 after it, the outbox is still pending and ``pending_outboxes()`` lists it at the next start-up (take the
-session's lock, ``load`` it, execute ``record.outbox``, ``mark_done``). Entries may then run twice if the
-crash came between executing and ``mark_done``; their ids let the executor make them idempotent.
+session's lock, ``load`` it, execute ``record.outbox``, ``mark_done``). An entry may then run twice if the
+crash came between executing it and the write that marks it done; as long as every executed entry is marked
+done before the next one is executed (as above), that is at most one entry per session, and the ids let the
+executor make it idempotent.
 
 Timers fire exactly once across instances: ``due_timers(now)`` lists candidates, ``claim_timer`` lets exactly
 one caller have each, for a *lease*. The claimer handles the timer event like any other and passes the
@@ -163,6 +169,21 @@ class Store(Protocol):
         """
         ...
 
+    async def begin(
+        self,
+        session_id: str,
+        *,
+        owner: str,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        wait: Seconds = DEFAULT_LOCK_WAIT,
+    ) -> tuple[Lock, SessionRecord | None]:
+        """``acquire`` then ``load``, as one round trip per attempt: the lock and the session as it is under it.
+
+        Waits like ``acquire`` (raises ``LockTimeoutError`` when ``wait`` runs out); the record is ``None``
+        when ``load`` would return ``None``.
+        """
+        ...
+
     async def renew(self, lock: Lock, *, ttl: Seconds = DEFAULT_LOCK_TTL) -> Lock:
         """Extend a held lock to ``ttl`` from now. Raises ``StaleLockError`` if it was lost."""
         ...
@@ -195,8 +216,11 @@ class Store(Protocol):
         timers_cancel: Iterable[str] = (),
         dedup_key: str | None = None,
         ended: bool = False,
+        done: Iterable[str] = (),
     ) -> int:
         """Write the result of handling one event, all or nothing; return the session's new version.
+
+        A successful commit also extends the lock to its ``ttl`` from now (as ``renew`` would).
 
         Args:
             lock: the session's lock, from ``acquire``; names the session.
@@ -210,6 +234,8 @@ class Store(Protocol):
             dedup_key: the handled event's de-duplication key, remembered for the dedup time-to-live.
             ended: the session is over: its timers are dropped, and it (with its route keys) is kept for
                 the retention only. Once ended, a session stays ended.
+            done: ids of executed entries to remove from the pending outbox (as ``mark_done``), before
+                ``outbox`` is appended; unknown ids are ignored. A refused commit removes none.
 
         Raises:
             StaleLockError: another owner has acquired the lock since ``lock`` was taken.
@@ -219,6 +245,14 @@ class Store(Protocol):
 
     async def mark_done(self, session_id: str, outbox_ids: Iterable[str]) -> None:
         """Remove executed entries from the session's outbox (unknown ids are ignored)."""
+        ...
+
+    async def finish(self, lock: Lock, done: Iterable[str]) -> None:
+        """``mark_done(lock.session_id, done)`` then ``release(lock)``, as one round trip.
+
+        As with ``release``, a lock that was lost is left alone without an error; the ``done`` ids are
+        removed all the same (their entries were executed).
+        """
         ...
 
     async def pending_outboxes(self) -> list[PendingOutbox]:

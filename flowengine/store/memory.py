@@ -124,6 +124,17 @@ class MemoryStore:
 
         return await wait_for_lock(try_once, session_id=session_id, wait=wait)
 
+    async def begin(
+        self,
+        session_id: str,
+        *,
+        owner: str,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        wait: Seconds = DEFAULT_LOCK_WAIT,
+    ) -> tuple[Lock, SessionRecord | None]:
+        lock = await self.acquire(session_id, owner=owner, ttl=ttl, wait=wait)
+        return lock, await self.load(session_id)
+
     def _check_fence(self, data: MemoryBackend, lock: Lock) -> _LockState:
         held = data.locks.get(lock.session_id)
         if held is None or held.token != lock.token:
@@ -174,11 +185,13 @@ class MemoryStore:
         timers_cancel: Iterable[str] = (),
         dedup_key: str | None = None,
         ended: bool = False,
+        done: Iterable[str] = (),
     ) -> int:
         check_changes(lock.session_id, outbox, timers_set or {})
+        done_ids = list(done)
         data = self._data()
         now = self._clock()
-        self._check_fence(data, lock)
+        held = self._check_fence(data, lock)
         snapshot_text = dumps(snapshot)
         entries = [(entry.id, dumps(entry.command)) for entry in outbox]
         if dedup_key is not None and await self.seen(dedup_key):
@@ -195,6 +208,8 @@ class MemoryStore:
             ended_at=ended_at,
             outbox=dict(previous.outbox) if previous is not None else {},
         )
+        for entry_id in done_ids:
+            session.outbox.pop(entry_id, None)
         for entry_id, command in entries:
             session.outbox.pop(entry_id, None)
             session.outbox[entry_id] = command
@@ -213,6 +228,7 @@ class MemoryStore:
                 del data.timers[timer_id]
         if dedup_key is not None:
             data.dedup[dedup_key] = now + self._dedup_ttl
+        held.expires = now + lock.ttl
         return session.version
 
     async def mark_done(self, session_id: str, outbox_ids: Iterable[str]) -> None:
@@ -220,6 +236,10 @@ class MemoryStore:
         if session is not None:
             for entry_id in outbox_ids:
                 session.outbox.pop(entry_id, None)
+
+    async def finish(self, lock: Lock, done: Iterable[str]) -> None:
+        await self.mark_done(lock.session_id, done)
+        await self.release(lock)
 
     async def pending_outboxes(self) -> list[PendingOutbox]:
         data = self._data()

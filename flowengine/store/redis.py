@@ -65,14 +65,31 @@ redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]) + tonumber(ARGV[4]))
 return 1
 """
 
+# KEYS: lock:<sid> fence:<sid> fence s:<sid> ol:<sid> oh:<sid>   ARGV: ttl_ms owner grace_ms
+_BEGIN = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+local token = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[1], token .. '|' .. ARGV[2], 'PX', ARGV[1])
+redis.call('SET', KEYS[2], token, 'PX', tonumber(ARGV[1]) + tonumber(ARGV[3]))
+return {token, redis.call('HGETALL', KEYS[4]), redis.call('LRANGE', KEYS[5], 0, -1), redis.call('HGETALL', KEYS[6])}
+"""
+
+# KEYS: r:<route key>   ARGV: prefix
+_LOOKUP = """
+local sid = redis.call('GET', KEYS[1])
+if sid and redis.call('EXISTS', ARGV[1] .. 's:' .. sid) == 1 then return sid end
+return false
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
 # KEYS: fence:<sid> s:<sid> ol:<sid> oh:<sid> rk:<sid> tk:<sid> pending timers sessions ended d:<key> tdue
-# ARGV: token snapshot sid prefix ended(0/1) retention_ms dedup_ttl_ms has_dedup(0/1)
-#       n_outbox (id cmd)*  n_routes key*  n_unroutes key*  n_cancel member*  n_set (member due)*
+#       lock:<sid>
+# ARGV: token snapshot sid prefix ended(0/1) retention_ms dedup_ttl_ms has_dedup(0/1) owner ttl_ms grace_ms
+#       n_done id*  n_outbox (id cmd)*  n_routes key*  n_unroutes key*  n_cancel member*  n_set (member due)*
 _COMMIT = """
 local token, snapshot, sid, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ending, retention, dedup_ttl, has_dedup = ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7], ARGV[8] == '1'
@@ -80,8 +97,16 @@ if redis.call('GET', KEYS[1]) ~= token then return -1 end
 if has_dedup and redis.call('EXISTS', KEYS[11]) == 1 then return -2 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('SET', KEYS[13], token .. '|' .. ARGV[9], 'PX', ARGV[10])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[10]) + tonumber(ARGV[11]))
 local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
 if version == 1 then redis.call('DEL', KEYS[3], KEYS[4]) end
+local i = 12
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+    redis.call('LREM', KEYS[3], 0, ARGV[i]); redis.call('HDEL', KEYS[4], ARGV[i])
+    i = i + 1
+end
 local ended_at = redis.call('HGET', KEYS[2], 'ended_at')
 if not ended_at and ending then
     ended_at = string.format('%.6f', now)
@@ -89,15 +114,14 @@ if not ended_at and ending then
 end
 redis.call('HSET', KEYS[2], 'snapshot', snapshot, 'updated_at', string.format('%.6f', now))
 redis.call('ZADD', KEYS[9], now, sid)
-local i = 9
-local n = tonumber(ARGV[i]); i = i + 1
+n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
     local id, cmd = ARGV[i], ARGV[i + 1]; i = i + 2
     redis.call('LREM', KEYS[3], 0, id)
     redis.call('RPUSH', KEYS[3], id)
     redis.call('HSET', KEYS[4], id, cmd)
 end
-if n > 0 then redis.call('SADD', KEYS[7], sid) end
+if redis.call('LLEN', KEYS[3]) > 0 then redis.call('SADD', KEYS[7], sid) else redis.call('SREM', KEYS[7], sid) end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
     local key = ARGV[i]; i = i + 1
@@ -149,6 +173,17 @@ if redis.call('LLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[1]) en
 return 1
 """
 
+# KEYS: ol:<sid> oh:<sid> pending lock:<sid>   ARGV: sid "<token>|<owner>" id*
+_FINISH = """
+for i = 3, #ARGV do
+    redis.call('LREM', KEYS[1], 0, ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+end
+if #ARGV > 2 and redis.call('LLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[1]) end
+if redis.call('GET', KEYS[4]) == ARGV[2] then redis.call('DEL', KEYS[4]) end
+return 1
+"""
+
 # KEYS: timers tdue   ARGV: member due now lease_end
 _CLAIM = """
 local due = redis.call('HGET', KEYS[2], ARGV[1])
@@ -175,6 +210,33 @@ def _ms(seconds: Seconds) -> int:
     return max(1, round(seconds * 1000))
 
 
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    """A hash as a script returns it (field, value, field, value...) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _record(
+    sid: str, fields: Mapping[str, str], order: Sequence[str], commands: Mapping[str, str]
+) -> SessionRecord | None:
+    """The session from its hash, outbox order and outbox commands; None if it has no snapshot (none)."""
+    if "snapshot" not in fields:
+        return None
+    outbox = tuple(
+        OutboxEntry(entry_id, loads_object(commands[entry_id], f"session {sid!r} outbox {entry_id!r}"))
+        for entry_id in order
+        if entry_id in commands
+    )
+    ended_at = fields.get("ended_at")
+    return SessionRecord(
+        session_id=sid,
+        snapshot=loads_object(fields["snapshot"], f"session {sid!r} snapshot"),
+        version=int(fields["version"]),
+        outbox=outbox,
+        updated_at=float(fields["updated_at"]),
+        ended_at=None if ended_at is None else float(ended_at),
+    )
+
+
 class RedisStore:
     """The ``Store`` interface over Redis. Create it with ``await RedisStore.open(url)``."""
 
@@ -197,6 +259,9 @@ class RedisStore:
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._begin = client.register_script(_BEGIN)
+        self._lookup = client.register_script(_LOOKUP)
+        self._finish = client.register_script(_FINISH)
         self._commit = client.register_script(_COMMIT)
         self._mark_done = client.register_script(_MARK_DONE)
         self._claim = client.register_script(_CLAIM)
@@ -281,6 +346,38 @@ class RedisStore:
 
         return await wait_for_lock(try_once, session_id=session_id, wait=wait)
 
+    async def begin(
+        self,
+        session_id: str,
+        *,
+        owner: str,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        wait: Seconds = DEFAULT_LOCK_WAIT,
+    ) -> tuple[Lock, SessionRecord | None]:
+        check_ttl("ttl", ttl)
+        keys = [
+            self._key("lock:", session_id),
+            self._key("fence:", session_id),
+            self._key("fence"),
+            self._key("s:", session_id),
+            self._key("ol:", session_id),
+            self._key("oh:", session_id),
+        ]
+        args: list[str | int] = [_ms(ttl), owner, _FENCE_GRACE_MS]
+        record: list[SessionRecord | None] = [None]
+
+        async def try_once() -> Lock | None:
+            reply = await self._call("begin", lambda: self._begin(keys=keys, args=args))
+            token = int(reply[0])
+            if not token:
+                return None
+            fields, order, commands = reply[1:]
+            record[0] = _record(session_id, _pairs(fields), order, _pairs(commands))
+            return Lock(session_id, owner, token, ttl)
+
+        lock = await wait_for_lock(try_once, session_id=session_id, wait=wait)
+        return lock, record[0]
+
     def _stale(self, lock: Lock) -> StaleLockError:
         return StaleLockError(
             f"session {lock.session_id!r}: lock token {lock.token} of {lock.owner!r} is stale; "
@@ -312,27 +409,9 @@ class RedisStore:
         replies = await self._call("load", fetch)
         records = []
         for index, sid in enumerate(session_ids):
-            fields, order, commands = replies[3 * index : 3 * index + 3]
-            if "snapshot" not in fields:
-                continue
-            outbox = tuple(
-                OutboxEntry(
-                    entry_id, loads_object(commands[entry_id], f"session {sid!r} outbox {entry_id!r}")
-                )
-                for entry_id in order
-                if entry_id in commands
-            )
-            ended_at = fields.get("ended_at")
-            records.append(
-                SessionRecord(
-                    session_id=sid,
-                    snapshot=loads_object(fields["snapshot"], f"session {sid!r} snapshot"),
-                    version=int(fields["version"]),
-                    outbox=outbox,
-                    updated_at=float(fields["updated_at"]),
-                    ended_at=None if ended_at is None else float(ended_at),
-                )
-            )
+            record = _record(sid, *replies[3 * index : 3 * index + 3])
+            if record is not None:
+                records.append(record)
         return records
 
     async def load(self, session_id: str) -> SessionRecord | None:
@@ -340,12 +419,9 @@ class RedisStore:
         return records[0] if records else None
 
     async def lookup(self, route_key: str) -> str | None:
-        found = await self._call("lookup", lambda: self._client.get(self._key("r:", route_key)))
-        if found is None:
-            return None
-        sid = str(found)
-        exists = await self._call("lookup", lambda: self._client.exists(self._key("s:", sid)))
-        return sid if exists else None
+        keys = [self._key("r:", route_key)]
+        found = await self._call("lookup", lambda: self._lookup(keys=keys, args=[self._prefix]))
+        return None if found is None else str(found)
 
     async def seen(self, dedup_key: str) -> bool:
         return bool(await self._call("seen", lambda: self._client.exists(self._key("d:", dedup_key))))
@@ -362,9 +438,11 @@ class RedisStore:
         timers_cancel: Iterable[str] = (),
         dedup_key: str | None = None,
         ended: bool = False,
+        done: Iterable[str] = (),
     ) -> int:
         sid = lock.session_id
         check_changes(sid, outbox, timers_set or {})
+        done_ids = list(done)
         keys = [
             self._key("fence:", sid),
             self._key("s:", sid),
@@ -378,6 +456,7 @@ class RedisStore:
             self._key("ended"),
             self._key("d:", dedup_key or ""),
             self._key("tdue"),
+            self._key("lock:", sid),
         ]
         args: list[str | int] = [
             str(lock.token),
@@ -388,6 +467,11 @@ class RedisStore:
             _ms(self._retention),
             _ms(self._dedup_ttl),
             int(dedup_key is not None),
+            lock.owner,
+            _ms(lock.ttl),
+            _FENCE_GRACE_MS,
+            len(done_ids),
+            *done_ids,
         ]
         entries = [(entry.id, dumps(entry.command)) for entry in outbox]
         args.append(len(entries))
@@ -413,6 +497,12 @@ class RedisStore:
             return
         keys = [self._key("ol:", session_id), self._key("oh:", session_id), self._key("pending")]
         await self._call("mark_done", lambda: self._mark_done(keys=keys, args=[session_id, *ids]))
+
+    async def finish(self, lock: Lock, done: Iterable[str]) -> None:
+        sid = lock.session_id
+        keys = [self._key("ol:", sid), self._key("oh:", sid), self._key("pending"), self._key("lock:", sid)]
+        args = [sid, f"{lock.token}|{lock.owner}", *done]
+        await self._call("finish", lambda: self._finish(keys=keys, args=args))
 
     async def pending_outboxes(self) -> list[PendingOutbox]:
         members = await self._call("pending_outboxes", lambda: self._client.smembers(self._key("pending")))

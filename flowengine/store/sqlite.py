@@ -225,24 +225,49 @@ class SQLiteStore:
     ) -> Lock:
         check_ttl("ttl", ttl)
 
-        def work(conn: sqlite3.Connection) -> Lock | None:
-            now = self._clock()
-            row = conn.execute("SELECT expires_at FROM locks WHERE session_id = ?", (session_id,)).fetchone()
-            if row is not None and row[0] > now:
-                return None
-            [(token,)] = conn.execute(
-                "UPDATE meta SET value = value + 1 WHERE name = 'fence' RETURNING value"
-            ).fetchall()
-            conn.execute(
-                "INSERT OR REPLACE INTO locks (session_id, owner, token, expires_at) VALUES (?, ?, ?, ?)",
-                (session_id, owner, token, now + ttl),
+        async def try_once() -> Lock | None:
+            return await self._transaction(
+                lambda conn: self._try_lock(conn, session_id, owner, ttl), write=True
             )
-            return Lock(session_id, owner, int(token), ttl)
+
+        return await wait_for_lock(try_once, session_id=session_id, wait=wait)
+
+    async def begin(
+        self,
+        session_id: str,
+        *,
+        owner: str,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        wait: Seconds = DEFAULT_LOCK_WAIT,
+    ) -> tuple[Lock, SessionRecord | None]:
+        check_ttl("ttl", ttl)
+        record: list[SessionRecord | None] = [None]
+
+        def work(conn: sqlite3.Connection) -> Lock | None:
+            lock = self._try_lock(conn, session_id, owner, ttl)
+            if lock is not None:
+                record[0] = self._load(conn, session_id)
+            return lock
 
         async def try_once() -> Lock | None:
             return await self._transaction(work, write=True)
 
-        return await wait_for_lock(try_once, session_id=session_id, wait=wait)
+        lock = await wait_for_lock(try_once, session_id=session_id, wait=wait)
+        return lock, record[0]
+
+    def _try_lock(self, conn: sqlite3.Connection, session_id: str, owner: str, ttl: Seconds) -> Lock | None:
+        now = self._clock()
+        row = conn.execute("SELECT expires_at FROM locks WHERE session_id = ?", (session_id,)).fetchone()
+        if row is not None and row[0] > now:
+            return None
+        [(token,)] = conn.execute(
+            "UPDATE meta SET value = value + 1 WHERE name = 'fence' RETURNING value"
+        ).fetchall()
+        conn.execute(
+            "INSERT OR REPLACE INTO locks (session_id, owner, token, expires_at) VALUES (?, ?, ?, ?)",
+            (session_id, owner, token, now + ttl),
+        )
+        return Lock(session_id, owner, int(token), ttl)
 
     @staticmethod
     def _check_fence(conn: sqlite3.Connection, lock: Lock) -> None:
@@ -266,14 +291,15 @@ class SQLiteStore:
         return Lock(lock.session_id, lock.owner, lock.token, ttl)
 
     async def release(self, lock: Lock) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            # Keep the row and its token: a stale holder must still be refused after this release.
-            conn.execute(
-                "UPDATE locks SET expires_at = 0 WHERE session_id = ? AND token = ?",
-                (lock.session_id, lock.token),
-            )
+        await self._transaction(lambda conn: self._release(conn, lock), write=True)
 
-        await self._transaction(work, write=True)
+    @staticmethod
+    def _release(conn: sqlite3.Connection, lock: Lock) -> None:
+        # Keep the row and its token: a stale holder must still be refused after this release.
+        conn.execute(
+            "UPDATE locks SET expires_at = 0 WHERE session_id = ? AND token = ?",
+            (lock.session_id, lock.token),
+        )
 
     @staticmethod
     def _outboxes(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, list[OutboxEntry]]:
@@ -304,16 +330,16 @@ class SQLiteStore:
         )
 
     async def load(self, session_id: str) -> SessionRecord | None:
-        def work(conn: sqlite3.Connection) -> SessionRecord | None:
-            row = conn.execute(
-                f"SELECT id, snapshot, version, updated_at, ended_at FROM sessions WHERE id = ? AND {_VISIBLE}",
-                (session_id, self._clock() - self._retention),
-            ).fetchone()
-            if row is None:
-                return None
-            return self._record(row, self._outboxes(conn, [session_id])[session_id])
+        return await self._transaction(lambda conn: self._load(conn, session_id), write=False)
 
-        return await self._transaction(work, write=False)
+    def _load(self, conn: sqlite3.Connection, session_id: str) -> SessionRecord | None:
+        row = conn.execute(
+            f"SELECT id, snapshot, version, updated_at, ended_at FROM sessions WHERE id = ? AND {_VISIBLE}",
+            (session_id, self._clock() - self._retention),
+        ).fetchone()
+        if row is None:
+            return None
+        return self._record(row, self._outboxes(conn, [session_id])[session_id])
 
     async def lookup(self, route_key: str) -> str | None:
         def work(conn: sqlite3.Connection) -> str | None:
@@ -345,9 +371,11 @@ class SQLiteStore:
         timers_cancel: Iterable[str] = (),
         dedup_key: str | None = None,
         ended: bool = False,
+        done: Iterable[str] = (),
     ) -> int:
         sid = lock.session_id
         check_changes(sid, outbox, timers_set or {})
+        done_rows = [(sid, entry_id) for entry_id in done]
         snapshot_text = dumps(snapshot)
         entries = [(sid, entry.id, dumps(entry.command)) for entry in outbox]
         route_rows = [(key, sid) for key in routes]
@@ -370,6 +398,7 @@ class SQLiteStore:
                 version, ended_at = 1, None
             else:
                 version, ended_at = previous[0] + 1, previous[1]
+                conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", done_rows)
             if ended and ended_at is None:
                 ended_at = now
             conn.execute(
@@ -396,6 +425,7 @@ class SQLiteStore:
                     "INSERT OR REPLACE INTO dedup (key, expires_at) VALUES (?, ?)",
                     (dedup_key, now + self._dedup_ttl),
                 )
+            conn.execute("UPDATE locks SET expires_at = ? WHERE session_id = ?", (now + lock.ttl, sid))
             return int(version)
 
         return await self._transaction(work, write=True)
@@ -409,6 +439,15 @@ class SQLiteStore:
 
         if rows:
             await self._transaction(work, write=True)
+
+    async def finish(self, lock: Lock, done: Iterable[str]) -> None:
+        rows = [(lock.session_id, entry_id) for entry_id in done]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", rows)
+            self._release(conn, lock)
+
+        await self._transaction(work, write=True)
 
     async def pending_outboxes(self) -> list[PendingOutbox]:
         def work(conn: sqlite3.Connection) -> list[PendingOutbox]:
