@@ -1,7 +1,8 @@
 """The async REST client of the Bandwidth Voice & Messaging API v1 ("Catapult").
 
-One :class:`CatapultClient` wraps one pooled ``aiohttp.ClientSession`` that the caller owns and passes in (a
-seam: tests hand it a session pointed at a fake or at the simulator). Every request carries HTTP Basic auth
+One :class:`CatapultClient` wraps one pooled HTTP client that the caller owns and passes in (a seam: tests hand
+it one pointed at a fake or at the simulator): an ``aiohttp.ClientSession``, or the leaner
+:class:`~flowengine.catapult.transport.HttpTransport` that ``flowengine serve`` uses on its hot path. Every request carries HTTP Basic auth
 (``token:secret``, never logged), a timeout, and goes through one retry loop:
 
 * a connection that could not be opened is retried for every method (nothing reached the API);
@@ -34,6 +35,7 @@ import orjson
 import structlog
 from multidict import CIMultiDict
 
+from flowengine.catapult.transport import ConnectError, HttpTransport, TransportError
 from flowengine.errors import (
     CatapultAPIError,
     CatapultConnectionError,
@@ -194,7 +196,7 @@ class CatapultClient:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | HttpTransport,
         *,
         user_id: str,
         token: str,
@@ -211,12 +213,14 @@ class CatapultClient:
             raise ConfigError("the API user id is empty; set --user-id or FLOWENGINE_USER_ID")
         if timeout <= 0:
             raise ConfigError(f"the API request timeout must be positive, got {timeout!r}")
-        self._session = session
+        self._session = session if isinstance(session, aiohttp.ClientSession) else None
+        self._transport = session if isinstance(session, HttpTransport) else None
         self.user_id = user_id
         self._authorization = _basic_auth(token, secret)
         self.base_url = _check_base_url(base_url)
         self._user_url = f"{self.base_url}/users/{_seg(user_id)}"
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout_seconds = timeout
         self.retry = retry if retry is not None else RetryPolicy()
         self._sleep = sleep
         self._clock = clock
@@ -721,16 +725,20 @@ class CatapultClient:
         # Passed to each log call rather than bound up front: binding costs on the hot, silent success path.
         context = {"operation": operation, "method": method, "url": url}
         request_headers = {"Authorization": self._authorization}
-        kwargs: dict[str, Any] = {"timeout": self._timeout, "headers": request_headers}
-        if data is not None:
-            kwargs["data"] = data
-        elif json is not None or method in ("POST", "PATCH"):
-            kwargs["data"] = orjson.dumps(json if json is not None else {})
+        payload: bytes | None = data
+        if data is None and (json is not None or method in ("POST", "PATCH")):
+            payload = orjson.dumps(json if json is not None else {})
             request_headers["Content-Type"] = "application/json"
         if headers:
             request_headers.update(headers)
-        if params:
-            kwargs["params"] = dict(params)
+        transport = self._transport
+        kwargs: dict[str, Any] = {}
+        if transport is None:
+            kwargs = {"timeout": self._timeout, "headers": request_headers}
+            if payload is not None:
+                kwargs["data"] = payload
+            if params:
+                kwargs["params"] = dict(params)
         attempts = self.retry.attempts
         attempt = 0
         while True:
@@ -738,17 +746,32 @@ class CatapultClient:
             last = attempt >= attempts
             started = time.perf_counter()
             try:
-                async with self._session.request(method, url, **kwargs) as http_response:
-                    raw = await http_response.read()
-                    status = http_response.status
-                    response_headers = CIMultiDict(http_response.headers)
-                    content_type = http_response.content_type
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                if transport is not None:
+                    reply = await transport.request(
+                        method,
+                        url,
+                        headers=request_headers,
+                        body=payload,
+                        params=params,
+                        timeout=self._timeout_seconds,
+                    )
+                    raw = reply.body
+                    status = reply.status
+                    response_headers = reply.headers
+                    content_type = reply.content_type
+                else:
+                    assert self._session is not None
+                    async with self._session.request(method, url, **kwargs) as http_response:
+                        raw = await http_response.read()
+                        status = http_response.status
+                        response_headers = CIMultiDict(http_response.headers)
+                        content_type = http_response.content_type
+            except (aiohttp.ClientError, TransportError, TimeoutError) as exc:
                 elapsed = time.perf_counter() - started
                 self._observe(operation, "connection-error", elapsed)
                 reason = _connection_reason(exc)
                 # A connection that never opened carried nothing: repeating it is safe for any operation.
-                safe = idempotent or isinstance(exc, aiohttp.ClientConnectorError)
+                safe = idempotent or isinstance(exc, (aiohttp.ClientConnectorError, ConnectError))
                 if safe and not last:
                     delay = self._backoff(attempt, self.retry.base_delay)
                     _log.warning(

@@ -22,6 +22,7 @@ from flowengine.catapult.client import (
     parse_rate_limit_reset,
     redact_url,
 )
+from flowengine.catapult.transport import HttpTransport
 from flowengine.errors import (
     CatapultAPIError,
     CatapultConnectionError,
@@ -113,10 +114,15 @@ async def server(fake: FakeAPI) -> AsyncIterator[TestServer]:
     await server.close()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+@pytest.fixture(params=["aiohttp", "transport"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[aiohttp.ClientSession | HttpTransport]:
+    """Every client test runs over both HTTP clients the REST client accepts."""
+    if request.param == "aiohttp":
+        async with aiohttp.ClientSession() as session:
+            yield session
+    else:
+        async with HttpTransport() as transport:
+            yield transport
 
 
 @pytest.fixture
@@ -128,7 +134,9 @@ MakeClient = Callable[..., CatapultClient]
 
 
 @pytest.fixture
-def make_client(server: TestServer, http: aiohttp.ClientSession, sleeps: Sleeps) -> MakeClient:
+def make_client(
+    server: TestServer, http: aiohttp.ClientSession | HttpTransport, sleeps: Sleeps
+) -> MakeClient:
     def make(**overrides: Any) -> CatapultClient:
         options: dict[str, Any] = {
             "user_id": USER,
@@ -367,7 +375,7 @@ class TestErrors:
         assert info.value.code == ""
 
     async def test_a_refused_connection_is_retried_then_raised(
-        self, http: aiohttp.ClientSession, sleeps: Sleeps, unused_tcp_port: int
+        self, http: aiohttp.ClientSession | HttpTransport, sleeps: Sleeps, unused_tcp_port: int
     ) -> None:
         client = CatapultClient(
             http,
@@ -390,7 +398,7 @@ class TestErrors:
         with pytest.raises(CatapultConnectionError, match="timed out"):
             await client.get_call("c-1")
 
-    async def test_bad_settings_are_config_errors(self, http: aiohttp.ClientSession) -> None:
+    async def test_bad_settings_are_config_errors(self, http: aiohttp.ClientSession | HttpTransport) -> None:
         with pytest.raises(ConfigError, match="must be an http"):
             CatapultClient(http, user_id=USER, token="t", secret="s", base_url="ftp://x/v1")
         with pytest.raises(ConfigError, match="must not carry credentials"):
