@@ -20,11 +20,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-import aiohttp
 import structlog
 from aiohttp import web
 
 from flowengine.catapult.client import CatapultClient
+from flowengine.catapult.transport import HttpTransport
 from flowengine.config import ServeConfig, add_arguments, config_from
 from flowengine.errors import CatapultError, ConfigError, FlowEngineError
 from flowengine.provision import callback_url
@@ -180,9 +180,9 @@ async def _provision(config: ServeConfig, numbers: list[str]) -> None:
     """Create an application pointing at our callbacks and attach the flows' numbers to it (simulator)."""
     voice = callback_url(config.public_url, "voice", config.callback_auth)
     messaging = callback_url(config.public_url, "messaging", config.callback_auth)
-    async with aiohttp.ClientSession() as http:
+    async with HttpTransport() as transport:
         client = CatapultClient(
-            http,
+            transport,
             user_id=config.user_id,
             token=config.token,
             secret=config.secret,
