@@ -2,8 +2,13 @@
 
 For every callback (and every timer that falls due) the dispatcher does, per session, one at a time::
 
-    route -> lock -> load -> runtime.handle -> commit(snapshot + outbox, atomically) -> answer the callback
+    route -> lock + load -> runtime.handle -> commit(snapshot + outbox, atomically) -> answer the callback
           -> execute the outbox through the REST client / HTTP -> feed results back -> commit -> mark done
+          + release
+
+Each arrow into the store is one round trip (``lookup``, ``begin``, ``commit``, ``finish``): a result fed back
+is committed together with marking its entry done, and the last entry is marked done as the lock is released
+(see ``Dispatcher._execute`` for the rule that keeps that crash-safe).
 
 Events of one call go through one FIFO lane (:mod:`flowengine.server.lanes`), so they are handled in arrival
 order; different calls use different lanes and never wait for each other. Across instances the store's
@@ -305,9 +310,8 @@ class Dispatcher:
                 return begun
             # Another instance started this very session meanwhile: handle the event as part of it.
             session_id = step.session_id
-        lock = await self.store.acquire(session_id, owner=self.instance_id)
+        lock, record = await self.store.begin(session_id, owner=self.instance_id)
         try:
-            record = await self.store.load(session_id)
             if record is None or record.ended:
                 await self._release(lock)
                 # A conversation key outlives its ended session: a new inbound message starts a new one.
@@ -368,9 +372,9 @@ class Dispatcher:
 
         Returns None when the session exists already (started by another instance at the same time).
         """
-        lock = await self.store.acquire(step.session_id, owner=self.instance_id)
+        lock, existing = await self.store.begin(step.session_id, owner=self.instance_id)
         try:
-            if await self.store.load(step.session_id) is not None:
+            if existing is not None:
                 await self._release(lock)
                 return None
             started = time.perf_counter()
@@ -518,9 +522,8 @@ class Dispatcher:
         return outcome.status == "handled"
 
     async def _cancel(self, session_id: str) -> tuple[Outcome, Then | None]:
-        lock = await self.store.acquire(session_id, owner=self.instance_id)
+        lock, record = await self.store.begin(session_id, owner=self.instance_id)
         try:
-            record = await self.store.load(session_id)
             if record is None or record.ended:
                 await self._release(lock)
                 return Outcome("ended", "", session_id), None
@@ -542,7 +545,12 @@ class Dispatcher:
         event_type: str,
         was_ended: bool = False,
         call_id: str = "",
+        done: Sequence[str] = (),
     ) -> list[OutboxEntry]:
+        """Commit a step (with ``done``: executed entries marked done in the same write); return its entries.
+
+        The store extends the lock with every commit.
+        """
         version_hint = int(time.time_ns())
         entries = [
             OutboxEntry(id=f"{version_hint}.{index}", command=command)
@@ -557,6 +565,7 @@ class Dispatcher:
             timers_cancel=step.timers_cancel,
             dedup_key=dedup,
             ended=step.ended,
+            done=done,
         )
         self.metrics.events.labels(type=event_type).inc()
         self._learn(step.routes, step.session_id)
@@ -603,14 +612,15 @@ class Dispatcher:
         callback: Mapping[str, object] | None = None,
     ) -> Then:
         held = [lock]
+        done: list[str] = []
         recording = self._recorder is not None and callback is not None
         executed: list[JSONObject] | None = [] if recording else None
 
         async def execute() -> None:
             try:
-                await self._execute(held, step.snapshot, entries, ended=step.ended, executed=executed)
+                await self._execute(held, done, step.snapshot, entries, ended=step.ended, executed=executed)
             finally:
-                await self._release(held[0])
+                await self._finish(held[0], done)
             if self._recorder is not None and callback is not None and executed is not None:
                 self._recorder.record(
                     step.session_id, callback, at=self._clock(), flow=step.flow, commands=executed
@@ -621,6 +631,7 @@ class Dispatcher:
     async def _execute(
         self,
         held: list[Lock],
+        done: list[str],
         snapshot: JSONObject,
         entries: list[OutboxEntry],
         *,
@@ -629,7 +640,14 @@ class Dispatcher:
     ) -> None:
         """Execute entries in order, feeding outcomes back to the runtime; the lock is held throughout.
 
-        ``held[0]`` is the session's lock; it is replaced when renewed, so the caller releases the latest.
+        ``held[0]`` is the session's lock; it is replaced when renewed, so the caller finishes the latest.
+        ``done`` collects the ids executed (or dropped) and not yet marked done in the store; the caller
+        passes what is left in it to ``finish``.
+
+        The rule that keeps a crash from re-executing more than one entry: before an entry is executed,
+        every entry executed before it is marked done in the store. So an entry's id rides on the next
+        write that comes anyway, the commit feeding its result back or the final ``finish``, and gets a
+        ``mark_done`` of its own only when another entry is to be executed first.
         """
         lock = held[0]
         queue = list(entries)
@@ -637,6 +655,9 @@ class Dispatcher:
         renewed = time.monotonic()
         while queue:
             entry = queue.pop(0)
+            if done:
+                await self.store.mark_done(session_id, done)
+                done.clear()
             if time.monotonic() - renewed > lock.ttl / 3:
                 # Long executions (rate-limit waits, slow APIs) must not let the lock lapse under us.
                 lock = held[0] = await self.store.renew(lock)
@@ -649,9 +670,8 @@ class Dispatcher:
                 if executed is not None:  # for --record: each command with the resource it created
                     resource = getattr(outcome[0], "resource_id", None) if outcome else None
                     executed.append({**entry.command, **({"resource_id": resource} if resource else {})})
-                done = [entry.id]
+                done.append(entry.id)
                 if outcome is None:
-                    await self.store.mark_done(session_id, done)
                     continue
                 feedback, failed = outcome
                 if failed:
@@ -663,14 +683,16 @@ class Dispatcher:
                             dropped=len(queue),
                         )
                     queue = []
-                await self.store.mark_done(session_id, done)
                 if feedback is None:
                     continue
-                lock = held[0] = await self.store.renew(lock)
-                renewed = time.monotonic()
                 step = self.runtime.handle(snapshot, feedback, self._clock())
                 snapshot = step.snapshot
-                queue.extend(await self._commit(lock, step, dedup=None, event_type="result", was_ended=ended))
+                new_entries = await self._commit(
+                    lock, step, dedup=None, event_type="result", was_ended=ended, done=done
+                )
+                done.clear()
+                renewed = time.monotonic()  # the commit extended the lock
+                queue.extend(new_entries)
                 ended = ended or step.ended
 
     @contextlib.asynccontextmanager
@@ -826,8 +848,13 @@ class Dispatcher:
         return HttpResult(0, error=f"{reason}: {_loggable(url)!r}")
 
     async def _release(self, lock: Lock) -> None:
+        await self._finish(lock, ())
+
+    async def _finish(self, lock: Lock, done: Sequence[str]) -> None:
+        """Mark ``done`` done and release the lock; if the store is away, keep the lock for when it is back
+        (the ``done`` entries then stay pending and run again when the outbox is resumed: at least once)."""
         try:
-            await self.store.release(lock)
+            await self.store.finish(lock, done)
         except StoreError as exc:
             self._unreleased[lock.session_id] = lock
             _log.warning("store.release_failed", session_id=lock.session_id, error=str(exc))
@@ -887,12 +914,7 @@ class Dispatcher:
         return lambda: self._fire(timer)
 
     async def _resume(self, session_id: str) -> tuple[Outcome, Then | None]:
-        lock = await self.store.acquire(session_id, owner=self.instance_id)
-        try:
-            record = await self.store.load(session_id)
-        except BaseException:
-            await self._release(lock)
-            raise
+        lock, record = await self.store.begin(session_id, owner=self.instance_id)
         if record is None or not record.outbox:
             await self._release(lock)
             return Outcome("handled", "nothing pending", session_id), None
@@ -937,20 +959,21 @@ class Dispatcher:
         return claimed
 
     async def _fire(self, timer: Timer) -> tuple[Outcome, Then | None]:
-        lock = await self.store.acquire(timer.session_id, owner=self.instance_id)
+        lock, record = await self.store.begin(timer.session_id, owner=self.instance_id)
         try:
-            record = await self.store.load(timer.session_id)
             if record is None or record.ended:
                 await self._release(lock)
                 return Outcome("ended", "", timer.session_id), None
-            if await self.store.seen(timer.dedup_key):
-                # already handled (by an instance that died before finishing it): just drop the timer
+            step = self.runtime.handle(record.snapshot, self.runtime.timer_event(timer.key), self._clock())
+            step = replace(step, timers_cancel=(timer.key, *step.timers_cancel))
+            try:
+                entries = await self._commit(lock, step, dedup=timer.dedup_key, event_type="timer")
+            except DuplicateEventError:
+                # Already handled (by an instance that died before finishing it; the refused commit wrote
+                # nothing): just drop the timer.
                 await self.store.commit(lock, snapshot=record.snapshot, timers_cancel=[timer.key])
                 await self._release(lock)
                 return Outcome("duplicate", "", timer.session_id), None
-            step = self.runtime.handle(record.snapshot, self.runtime.timer_event(timer.key), self._clock())
-            step = replace(step, timers_cancel=(timer.key, *step.timers_cancel))
-            entries = await self._commit(lock, step, dedup=timer.dedup_key, event_type="timer")
         except BaseException:
             await self._release(lock)
             raise

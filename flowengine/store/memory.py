@@ -232,14 +232,14 @@ class MemoryStore:
         return session.version
 
     async def mark_done(self, session_id: str, outbox_ids: Iterable[str]) -> None:
-        session = self._data().sessions.get(session_id)
-        if session is not None:
-            for entry_id in outbox_ids:
-                session.outbox.pop(entry_id, None)
+        _remove(self._data(), session_id, outbox_ids)
 
     async def finish(self, lock: Lock, done: Iterable[str]) -> None:
-        await self.mark_done(lock.session_id, done)
-        await self.release(lock)
+        data = self._data()
+        _remove(data, lock.session_id, done)
+        held = data.locks.get(lock.session_id)
+        if held is not None and held.token == lock.token:
+            held.expires = 0.0
 
     async def pending_outboxes(self) -> list[PendingOutbox]:
         data = self._data()
@@ -293,6 +293,13 @@ class MemoryStore:
             # A lock of a session that was never committed; nobody can hold a fence on it any more.
             del data.locks[sid]
         return len(gone)
+
+
+def _remove(data: MemoryBackend, session_id: str, outbox_ids: Iterable[str]) -> None:
+    session = data.sessions.get(session_id)
+    if session is not None:
+        for entry_id in outbox_ids:
+            session.outbox.pop(entry_id, None)
 
 
 def _entries(session_id: str, session: _Session) -> tuple[OutboxEntry, ...]:

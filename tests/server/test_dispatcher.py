@@ -1,5 +1,5 @@
 """The dispatcher without HTTP in front: two instances on one store, crash recovery of a pending outbox,
-timers firing once across instances."""
+timers firing once across instances, the store round trips an event costs and the order of its writes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from flowengine.catapult.client import CatapultClient
 from flowengine.server.dispatcher import Dispatcher
 from flowengine.server.metrics import Metrics
-from flowengine.store import MemoryBackend, MemoryStore, OutboxEntry
+from flowengine.store import Lock, MemoryBackend, MemoryStore, OutboxEntry
 
 from .support import USER, EchoRuntime, FakeAPI, dtmf, fake_loader, incoming, rest
 
@@ -179,3 +179,123 @@ async def test_refusals_at_the_session_cap_do_not_reload_every_live_session(
     outcomes = [await dispatcher.callback(incoming(f"c-new-{n}")) for n in range(20)]
     assert all(o.status == "refused" or o.detail.startswith("at capacity") for o in outcomes)
     assert loads <= 3  # one reconciliation of the three live sessions, not one per refused call
+
+
+class RecordingStore(MemoryStore):
+    """A memory store that logs each operation called (one entry per round trip a real store makes) and
+    the ``done`` ids each one carries."""
+
+    def __init__(self, backend: MemoryBackend) -> None:
+        super().__init__(backend)
+        self.calls: list[tuple[str, list[str]]] = []
+
+    async def lookup(self, route_key: str) -> str | None:
+        self.calls.append(("lookup", []))
+        return await super().lookup(route_key)
+
+    async def begin(self, session_id: str, **options: Any) -> Any:
+        self.calls.append(("begin", []))
+        return await super().begin(session_id, **options)
+
+    async def commit(self, lock: Lock, **changes: Any) -> int:
+        self.calls.append(("commit", list(changes.get("done", ()))))
+        return await super().commit(lock, **changes)
+
+    async def mark_done(self, session_id: str, outbox_ids: Any) -> None:
+        ids = list(outbox_ids)
+        self.calls.append(("mark_done", ids))
+        await super().mark_done(session_id, ids)
+
+    async def finish(self, lock: Lock, done: Any) -> None:
+        ids = list(done)
+        self.calls.append(("finish", ids))
+        await super().finish(lock, ids)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+def _recording(dispatcher: Dispatcher, backend: MemoryBackend) -> RecordingStore:
+    store = RecordingStore(backend)
+    dispatcher.store = store
+    return store
+
+
+def _watch_outbox(
+    dispatcher: Dispatcher, backend: MemoryBackend, session_id: str
+) -> list[tuple[str, list[str]]]:
+    """Record, as each REST request goes out, the ids still pending in the session's outbox."""
+    seen: list[tuple[str, list[str]]] = []
+    original = dispatcher.client.execute
+
+    async def execute(method: str, path: str, body: Any, **options: Any) -> Any:
+        seen.append((path.rpartition(f"/{USER}")[2], list(backend.sessions[session_id].outbox)))
+        return await original(method, path, body, **options)
+
+    dispatcher.client.execute = execute  # type: ignore[method-assign]
+    return seen
+
+
+class TestStoreRoundTrips:
+    async def test_a_callback_costs_lookup_begin_commit_and_finish(
+        self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
+    ) -> None:
+        dispatcher = make_dispatcher("a")
+        assert (await dispatcher.callback(incoming("c-1"))).status == "started"
+        await _settle(lambda: dispatcher.pending == 0)
+        store = _recording(dispatcher, backend)
+
+        assert (await dispatcher.callback(dtmf("c-1", "5"))).status == "handled"
+        await _settle(lambda: "finish" in store.names())
+
+        assert store.calls == [("lookup", []), ("begin", []), ("commit", []), ("finish", [])]
+
+    async def test_each_entry_is_marked_done_before_the_next_is_executed(
+        self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
+    ) -> None:
+        dispatcher = make_dispatcher("a")
+        store = _recording(dispatcher, backend)
+        pending_at_request = _watch_outbox(dispatcher, backend, "s-c-2")
+
+        assert (await dispatcher.callback(incoming("c-2"))).status == "started"
+        await _settle(lambda: "finish" in store.names())
+
+        [(first, both), (second, last)] = pending_at_request
+        assert (first, second) == ("/calls/c-2", "/calls/c-2/audio")
+        assert len(both) == 2
+        assert last == both[1:]  # a crash while the second runs re-executes the second only
+        assert store.calls == [
+            ("lookup", []),
+            ("begin", []),
+            ("commit", []),
+            ("mark_done", both[:1]),
+            ("finish", last),
+        ]
+        assert backend.sessions["s-c-2"].outbox == {}
+
+    async def test_a_result_fed_back_is_committed_with_its_entry_marked_done(
+        self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
+    ) -> None:
+        dispatcher = make_dispatcher("a")
+        await dispatcher.callback(incoming("c-3"))
+        await _settle(lambda: dispatcher.pending == 0)
+        store = _recording(dispatcher, backend)
+        pending_at_request = _watch_outbox(dispatcher, backend, "s-c-3")
+
+        # "3": a gather whose result the session hears of, then a prompt
+        assert (await dispatcher.callback(dtmf("c-3", "3"))).status == "handled"
+        await _settle(lambda: "finish" in store.names())
+
+        [(_, both), (_, last)] = pending_at_request
+        assert store.calls == [
+            ("lookup", []),
+            ("begin", []),
+            ("commit", []),
+            ("commit", both[:1]),  # the gather's result, and the gather marked done, in one write
+            ("finish", last),
+        ]
+        assert last == both[1:]
+        record = await store.load("s-c-3")
+        assert record is not None
+        assert record.outbox == ()
+        assert record.snapshot["seen"][-1].startswith("result:g:")
