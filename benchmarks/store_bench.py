@@ -1,12 +1,17 @@
-"""Measure the store's share of handling one event: acquire, load, commit, mark_done, release.
+"""Measure the store's share of handling one event, one store operation at a time and with fused ones.
 
 Each simulated event takes a session's lock, loads it, commits a realistic snapshot (about 1 KB) with two
-outbox entries, a timer and the event's de-duplication key, marks the outbox done and releases the lock. The
-script prints events per second and the p50/p99 latency of that cycle for each store, with ``--concurrency``
-events in flight on different sessions (as a server handling that many calls at once would have).
+outbox entries, a timer and the event's de-duplication key, marks the outbox done and releases the lock:
+
+    separate   acquire, load, commit, mark_done, release       (5 round trips)
+    fused      begin, commit, finish                           (3 round trips, what the dispatcher does)
+
+The script prints events per second and the p50/p99 latency of that cycle for each store and sequence, with
+``--concurrency`` events in flight on different sessions (as a server handling that many calls at once would
+have).
 
     python benchmarks/store_bench.py                       # memory, sqlite and redis, 5000 events each
-    python benchmarks/store_bench.py --stores sqlite --events 20000 --concurrency 32
+    python benchmarks/store_bench.py --stores sqlite --events 20000 --concurrency 32 --sequences fused
     python benchmarks/store_bench.py --redis-url redis://127.0.0.1:6379/9
 
 Redis runs under a fresh key prefix that is deleted afterwards; SQLite uses a file in a temporary directory.
@@ -21,10 +26,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from flowengine.errors import FlowEngineError
-from flowengine.store import OutboxEntry, Store, open_store
+from flowengine.store import Lock, OutboxEntry, Store, open_store
 from flowengine.store.redis import RedisStore
 from flowengine.typing import JSONObject
 
@@ -60,28 +65,51 @@ def _commands(step: int) -> list[OutboxEntry]:
     ]
 
 
-async def _one_event(store: Store, session_id: str, step: int, latencies: list[float]) -> None:
+async def _commit(store: Store, lock: Lock, session_id: str, step: int, entries: list[OutboxEntry]) -> None:
+    await store.commit(
+        lock,
+        snapshot=_snapshot(session_id, step),
+        outbox=entries,
+        routes=[f"call:c-{session_id}"] if step == 0 else (),
+        timers_set={"after:10s": 1_700_000_000.0 + step},
+        timers_cancel=["after:10s"],
+        dedup_key=f"{session_id}:{step}",
+    )
+
+
+async def _separate_event(store: Store, session_id: str, step: int, latencies: list[float]) -> None:
     started = time.perf_counter()
     lock = await store.acquire(session_id, owner="bench")
     try:
         await store.load(session_id)
         entries = _commands(step)
-        await store.commit(
-            lock,
-            snapshot=_snapshot(session_id, step),
-            outbox=entries,
-            routes=[f"call:c-{session_id}"] if step == 0 else (),
-            timers_set={"after:10s": 1_700_000_000.0 + step},
-            timers_cancel=["after:10s"],
-            dedup_key=f"{session_id}:{step}",
-        )
+        await _commit(store, lock, session_id, step, entries)
         await store.mark_done(session_id, [entry.id for entry in entries])
     finally:
         await store.release(lock)
     latencies.append(time.perf_counter() - started)
 
 
-async def _run(store: Store, events: int, concurrency: int) -> tuple[float, list[float]]:
+async def _fused_event(store: Store, session_id: str, step: int, latencies: list[float]) -> None:
+    started = time.perf_counter()
+    lock, _ = await store.begin(session_id, owner="bench")
+    done: list[str] = []
+    try:
+        entries = _commands(step)
+        await _commit(store, lock, session_id, step, entries)
+        done = [entry.id for entry in entries]
+    finally:
+        await store.finish(lock, done)
+    latencies.append(time.perf_counter() - started)
+
+
+EventRunner = Callable[[Store, str, int, list[float]], Awaitable[None]]
+SEQUENCES: dict[str, EventRunner] = {"separate": _separate_event, "fused": _fused_event}
+
+
+async def _run(
+    store: Store, one_event: EventRunner, events: int, concurrency: int
+) -> tuple[float, list[float]]:
     latencies: list[float] = []
     per_worker = events // concurrency
     run_id = uuid.uuid4().hex[:8]
@@ -89,7 +117,7 @@ async def _run(store: Store, events: int, concurrency: int) -> tuple[float, list
     async def worker(number: int) -> None:
         # Each worker plays one call after another, a call being 10 events on one session.
         for step in range(per_worker):
-            await _one_event(store, f"{run_id}-w{number}-call{step // 10}", step % 10, latencies)
+            await one_event(store, f"{run_id}-w{number}-call{step // 10}", step % 10, latencies)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(n) for n in range(concurrency)))
@@ -101,11 +129,24 @@ def _percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def _bench(name: str, url: str, events: int, concurrency: int) -> str:
+async def _bench(name: str, url: str, sequences: Sequence[str], events: int, concurrency: int) -> list[str]:
     store = await open_store(url)
+    rows = []
     try:
-        await _run(store, min(200, events), min(concurrency, 4))  # warm up connections, caches, scripts
-        elapsed, latencies = await _run(store, events, concurrency)
+        for sequence in sequences:
+            one_event = SEQUENCES[sequence]
+            await _run(
+                store, one_event, min(200, events), min(concurrency, 4)
+            )  # warm up connections, scripts
+            elapsed, latencies = await _run(store, one_event, events, concurrency)
+            rate = len(latencies) / elapsed
+            p50 = _percentile(latencies, 0.50) * 1000
+            p99 = _percentile(latencies, 0.99) * 1000
+            mean = statistics.fmean(latencies) * 1000
+            rows.append(
+                f"{name:<8} {sequence:<9} {len(latencies):>8} {concurrency:>6} {rate:>12,.0f} "
+                f"{p50:>9.2f} {p99:>9.2f} {mean:>9.2f}"
+            )
     finally:
         if isinstance(store, RedisStore):
             prefix = url.partition("prefix=")[2]
@@ -113,13 +154,7 @@ async def _bench(name: str, url: str, events: int, concurrency: int) -> str:
             for start in range(0, len(keys), 1000):
                 await store._client.delete(*keys[start : start + 1000])
         await store.close()
-    rate = len(latencies) / elapsed
-    p50 = _percentile(latencies, 0.50) * 1000
-    p99 = _percentile(latencies, 0.99) * 1000
-    mean = statistics.fmean(latencies) * 1000
-    return (
-        f"{name:<8} {len(latencies):>8} {concurrency:>6} {rate:>12,.0f} {p50:>9.2f} {p99:>9.2f} {mean:>9.2f}"
-    )
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,13 +165,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=5000, help="events per store (default 5000)")
     parser.add_argument("--concurrency", type=int, default=16, help="events in flight at once (default 16)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9", help="Redis server and database")
+    parser.add_argument(
+        "--sequences", default="separate,fused", help="comma-separated: separate,fused (see the module doc)"
+    )
     args = parser.parse_args(argv)
     if args.events < 1 or args.concurrency < 1 or args.events < args.concurrency:
         parser.error("--events and --concurrency must be positive, with at least one event per worker")
+    sequences = args.sequences.split(",")
+    unknown = [name for name in sequences if name not in SEQUENCES]
+    if unknown:
+        parser.error(f"unknown sequence {unknown[0]!r}; choose from {', '.join(SEQUENCES)}")
 
-    print(f"python {sys.version.split()[0]}; each event: acquire, load, commit, mark_done, release")
     print(
-        f"{'store':<8} {'events':>8} {'conc.':>6} {'events/s':>12} {'p50 ms':>9} {'p99 ms':>9} {'mean ms':>9}"
+        f"python {sys.version.split()[0]}; separate: acquire, load, commit, mark_done, release; "
+        "fused: begin, commit, finish"
+    )
+    print(
+        f"{'store':<8} {'sequence':<9} {'events':>8} {'conc.':>6} {'events/s':>12} {'p50 ms':>9} "
+        f"{'p99 ms':>9} {'mean ms':>9}"
     )
     with tempfile.TemporaryDirectory(prefix="fe-store-bench-") as directory:
         urls = {
@@ -148,7 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name not in urls:
                 parser.error(f"unknown store {name!r}; choose from {', '.join(urls)}")
             try:
-                print(asyncio.run(_bench(name, urls[name], args.events, args.concurrency)), flush=True)
+                rows = asyncio.run(_bench(name, urls[name], sequences, args.events, args.concurrency))
+                print("\n".join(rows), flush=True)
             except FlowEngineError as exc:
                 print(f"{name:<8} failed: {exc}", file=sys.stderr)
                 return 1
