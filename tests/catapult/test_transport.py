@@ -442,6 +442,29 @@ class TestPool:
             assert only_pool(transport) == PoolStats(server.url, open=1, idle=1, waiting=0)
         assert [request.target for request in server.requests] == ["/first", "/last"]
 
+    async def test_the_most_recently_used_idle_connection_is_taken(
+        self, start_raw: StartRaw, transport: HttpTransport
+    ) -> None:
+        async def numbered(
+            server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            number = server.accepted
+            while await server.next_request(reader) is not None:
+                await server.gate.wait()
+                writer.write(response(200, str(number).encode()))
+                await writer.drain()
+
+        server = await start_raw(numbered)
+        first = asyncio.create_task(transport.request("GET", server.url + "/"))
+        second = asyncio.create_task(transport.request("GET", server.url + "/"))
+        await until(lambda: len(server.requests) == 2, "two connections are busy")
+        server.gate.set()
+        assert {(await first).body, (await second).body} == {b"1", b"2"}
+        # Taken oldest first, sequential requests would alternate between the two.
+        bodies = {(await transport.request("GET", server.url + "/")).body for _ in range(4)}
+        assert len(bodies) == 1
+        assert server.accepted == 2
+
     async def test_one_pool_per_origin(self, start_raw: StartRaw, transport: HttpTransport) -> None:
         one = await start_raw(echo_target)
         two = await start_raw(echo_target)
@@ -631,3 +654,41 @@ class TestTLS:
         async with HttpTransport(ssl_context=context) as transport:
             with pytest.raises(ConnectError, match="certificate"):
                 await transport.request("GET", f"https://127.0.0.1:{tls_port}/")
+
+
+def test_the_same_exchanges_on_uvloop() -> None:
+    """uvloop's transports are not asyncio's classes; the transport must not depend on them."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def chunked_then_close(
+        server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while (request := await server.next_request(reader)) is not None:
+            if request.target == "/chunked":
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+            elif request.target == "/until-close":
+                writer.write(b"HTTP/1.1 200 OK\r\n\r\nto the end")
+                return
+            elif request.target != "/silent":
+                writer.write(response(200, request.target.encode()))
+            await writer.drain()
+
+    async def scenario() -> None:
+        server = RawServer(chunked_then_close)
+        await server.start()
+        try:
+            async with HttpTransport(limit=2) as transport:
+                replies = await asyncio.gather(
+                    *(transport.request("GET", f"{server.url}/{n}") for n in range(4))
+                )
+                assert [reply.body for reply in replies] == [b"/0", b"/1", b"/2", b"/3"]
+                assert (await transport.request("GET", server.url + "/chunked")).body == b"ok"
+                assert (await transport.request("GET", server.url + "/until-close")).body == b"to the end"
+                with pytest.raises(TimeoutError):
+                    await transport.request("GET", server.url + "/silent", timeout=0.05)
+                assert (await transport.request("POST", server.url + "/after", body=b"x")).body == b"/after"
+            assert server.accepted == 3
+        finally:
+            await server.stop()
+
+    uvloop.run(scenario())
