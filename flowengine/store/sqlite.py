@@ -22,7 +22,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flowengine.errors import DuplicateEventError, StaleLockError, StoreError
 from flowengine.store._common import check_changes, check_ttl, dumps, loads_object, wait_for_lock
@@ -41,6 +41,12 @@ from flowengine.store.base import (
 from flowengine.typing import JSONObject, Seconds
 
 T = TypeVar("T")
+
+_Job = tuple[Callable[[sqlite3.Connection], Any], bool]
+"""Work for the worker thread, and whether it writes."""
+_Queued = tuple[Callable[[sqlite3.Connection], Any], bool, "asyncio.Future[Any]"]
+_Outcome = tuple[bool, Any]
+"""(True, the job's result) or (False, the exception it raised)."""
 
 SCHEMA_VERSION = 1
 
@@ -107,6 +113,9 @@ class SQLiteStore:
         self._identity: tuple[int, int] | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowengine-sqlite")
         self._closed = False
+        # Event loop thread only: jobs waiting for the worker, and whether a batch of them is running.
+        self._queued: list[_Queued] = []
+        self._running = False
 
     @classmethod
     async def open(
@@ -192,12 +201,96 @@ class SQLiteStore:
             self._drop()
             raise StoreError(f"{self.description}: {exc}") from exc
 
+    def _run_batch(self, jobs: Sequence[_Job]) -> list[_Outcome]:
+        """Run several jobs in one transaction, each in a savepoint of its own; one outcome per job.
+
+        A job that raises (a refused commit, a corrupt record) has its own changes rolled back and gets its
+        exception; the others are committed together. A failure of SQLite itself fails them all.
+        """
+        if len(jobs) == 1:
+            [(work, write)] = jobs
+            try:
+                return [(True, self._run(work, write))]
+            except Exception as exc:
+                return [(False, exc)]
+        outcomes: list[_Outcome] = []
+        try:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE" if any(write for _, write in jobs) else "BEGIN")
+            try:
+                for work, _ in jobs:
+                    conn.execute("SAVEPOINT job")
+                    try:
+                        outcomes.append((True, work(conn)))
+                    except (sqlite3.Error, OSError):
+                        raise
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO job")
+                        outcomes.append((False, exc))
+                    conn.execute("RELEASE job")
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    self._drop()
+                raise
+            conn.execute("COMMIT")
+            return outcomes
+        except (sqlite3.Error, OSError) as exc:
+            self._drop()
+            failures: list[_Outcome] = []
+            for _ in jobs:
+                error = StoreError(f"{self.description}: {exc}")
+                error.__cause__ = exc
+                failures.append((False, error))
+            return failures
+
     async def _transaction(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
-        """Run ``work`` in one transaction (a write one when ``write``) on the worker thread."""
+        """Run ``work`` in one transaction (a write one when ``write``) on the worker thread.
+
+        Jobs asked for while the worker is busy are queued and then run together, in one transaction (see
+        ``_run_batch``): one hop to the thread and one commit for all of them (group commit).
+        """
         if self._closed:
             raise StoreError(f"{self.description}: used after close()")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self._run, work, write)
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queued.append((work, write, future))
+        if not self._running:
+            self._next_batch(loop)
+        return cast(T, await future)
+
+    def _next_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand every queued job to the worker thread as one batch (event loop thread only)."""
+        batch, self._queued = self._queued, []
+        if self._closed:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(StoreError(f"{self.description}: used after close()"))
+            return
+        self._running = True
+        jobs = [(work, write) for work, write, _ in batch]
+        running = loop.run_in_executor(self._worker, self._run_batch, jobs)
+        running.add_done_callback(lambda done: self._batch_done(loop, batch, done))
+
+    def _batch_done(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_Queued], done: asyncio.Future[list[_Outcome]]
+    ) -> None:
+        self._running = False
+        if self._queued:
+            self._next_batch(loop)
+        failure = None if done.cancelled() else done.exception()
+        if done.cancelled() or failure is not None:
+            outcomes: list[_Outcome] = [(False, StoreError(f"{self.description}: {failure}")) for _ in batch]
+        else:
+            outcomes = done.result()
+        for (_, _, future), (ok, value) in zip(batch, outcomes, strict=True):
+            if future.done():  # the caller was cancelled meanwhile
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     # -- the Store interface ------------------------------------------------------------------------
 
