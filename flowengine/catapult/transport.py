@@ -44,6 +44,8 @@ _RESERVED_HEADERS: Final = frozenset({"host", "content-length", "transfer-encodi
 # Characters left as they are when a target with non-ASCII text is percent-encoded (RFC 3986 reserved + '%').
 _TARGET_SAFE: Final = "/?#[]@!$&'()*+,;=:%~"
 _CLOSE_GRACE: Final = 2.0
+_MAX_HEAD: Final = 64 * 1024
+"""The most bytes of response header names and values read (llhttp itself sets no limit)."""
 
 
 class TransportError(Exception):
@@ -99,6 +101,7 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[str, str]] = []
         self._chunks: list[bytes] = []
         self._size = 0
+        self._head_size = 0
         self._status = 0
         self._until_close = False
         self._headers_done = False
@@ -197,10 +200,15 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._chunks = []
         self._size = 0
+        self._head_size = 0
         self._until_close = False
         self._headers_done = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value)
+        if self._head_size > _MAX_HEAD:
+            self._error = RequestError(f"the response headers are above the limit of {_MAX_HEAD} bytes")
+            raise self._error
         self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
@@ -471,7 +479,8 @@ class HttpTransport:
         """Send one request and read its whole response.
 
         ``url`` is absolute (``http://`` or ``https://``) with its path already percent-encoded; ``params`` are
-        urlencoded onto its query. ``Host``, ``Content-Length`` and ``Connection`` come from the transport.
+        urlencoded onto its query. ``Host`` and ``Content-Length`` come from the transport; given
+        ``Host``, ``Content-Length``, ``Transfer-Encoding`` or ``Connection`` headers are refused.
 
         Raises:
             ConnectError: the connection could not be opened; nothing was sent.

@@ -577,6 +577,23 @@ class TestFailures:
                 await transport.request("GET", server.url + "/")
         await until(lambda: server.closed_by_peer == 1, "the connection was closed")
 
+    async def test_headers_above_the_limit_are_a_request_error(
+        self, start_raw: StartRaw, transport: HttpTransport
+    ) -> None:
+        async def endless(
+            server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            if await server.next_request(reader) is not None:
+                writer.write(b"HTTP/1.1 200 OK\r\n")
+                for n in range(2000):
+                    writer.write(b"X-Filler-%d: %s\r\n" % (n, b"x" * 40))
+                await writer.drain()
+                await server.next_request(reader)
+
+        server = await start_raw(endless)
+        with pytest.raises(RequestError, match="headers are above the limit"):
+            await transport.request("GET", server.url + "/")
+
     async def test_a_body_at_the_limit_is_accepted(self, start_raw: StartRaw) -> None:
         server = await start_raw(echo_target)
         async with HttpTransport(max_body=10) as transport:
