@@ -7,6 +7,8 @@ sender and REST stand-in, :mod:`driver`) to core 1. Each phase gets a fresh serv
 * ``max``: the engine as fast as it answers, with ``--concurrency`` live calls;
 * ``rate``: the engine at the issue's goal for the store (70% of the floor's rate for memory, 40% for SQLite,
   50% for Redis) with ``--concurrency`` live calls, for the latency figures;
+* ``sustained``: the engine offered ``--sustained-fraction`` (80%) of what its own ``max`` phase reached:
+  the latency below saturation, where an operator sizing a deployment would run it;
 * ``idle``: ``--idle-sessions`` calls left waiting in the menu, then the server's RSS.
 
 For each phase it reports callbacks/s, p50/p99/max callback latency, REST operations/s, the server's RSS
@@ -222,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--floor-rate", type=float, default=0.0, help="use this floor rate instead of measuring"
     )
+    parser.add_argument(
+        "--sustained-fraction",
+        type=float,
+        default=0.8,
+        help="the sustained phase offers this fraction of the store's own max phase rate",
+    )
     parser.add_argument("--uvloop", action="store_true", help="servers (engine and floor) on uvloop")
     parser.add_argument(
         "--floor-again",
@@ -258,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             results["phases"].append(report)
             floor_rate = report["events_per_s"]
         for kind in args.stores.split(","):
-            for name in ("max", "rate", "idle"):
+            store_max = 0.0
+            for name in ("max", "rate", "sustained", "idle"):
                 if name not in phases or (name == "idle" and kind not in args.idle_stores.split(",")):
                     continue
                 if name == "rate" and not floor_rate:
@@ -267,10 +276,15 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 port, standin = free_port(), free_port()
                 url = store_url(kind, workdir, name)
+                if name == "sustained" and not store_max:
+                    raise SystemExit("the sustained phase needs the store's max phase before it")
                 if name == "max":
                     extra = ["--mode", "engine", "--connections", str(args.connections), *common]
-                elif name == "rate":
-                    rate = round(GOALS[kind] * floor_rate)
+                elif name in ("rate", "sustained"):
+                    if name == "rate":
+                        rate = round(GOALS[kind] * floor_rate)
+                    else:
+                        rate = round(args.sustained_fraction * store_max)
                     extra = [
                         "--mode",
                         "engine",
@@ -294,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
                     if kind == "redis":
                         clear_redis(url.partition("prefix=")[2])
                 report["store"] = kind
+                if name == "max":
+                    store_max = report["events_per_s"]
+                if name == "sustained":
+                    report["fraction_of_max"] = args.sustained_fraction
                 if name == "rate":
                     report["goal"] = {"fraction_of_floor": GOALS[kind], "p99_ms": P99_GOAL_MS[kind]}
                 results["phases"].append(report)
