@@ -491,7 +491,8 @@ class SQLiteStore:
                 version, ended_at = 1, None
             else:
                 version, ended_at = previous[0] + 1, previous[1]
-                conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", done_rows)
+                if done_rows:
+                    conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", done_rows)
             if ended and ended_at is None:
                 ended_at = now
             conn.execute(
@@ -503,16 +504,25 @@ class SQLiteStore:
                     "DELETE FROM outbox WHERE session_id = ? AND id = ?", [e[:2] for e in entries]
                 )
                 conn.executemany("INSERT INTO outbox (session_id, id, command) VALUES (?, ?, ?)", entries)
-            conn.executemany("DELETE FROM routes WHERE key = ? AND session_id = ?", unroute_rows)
-            conn.executemany("INSERT OR REPLACE INTO routes (key, session_id) VALUES (?, ?)", route_rows)
+            if unroute_rows:
+                conn.executemany("DELETE FROM routes WHERE key = ? AND session_id = ?", unroute_rows)
+            if route_rows:
+                # Most commits repeat the session's route keys: leave the rows (and pages) that are unchanged.
+                conn.executemany(
+                    "INSERT INTO routes (key, session_id) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                    "SET session_id = excluded.session_id WHERE session_id IS NOT excluded.session_id",
+                    route_rows,
+                )
             if ended_at is not None:
                 conn.execute("DELETE FROM timers WHERE session_id = ?", (sid,))
             else:
-                conn.executemany("DELETE FROM timers WHERE session_id = ? AND key = ?", cancel_rows)
-                conn.executemany(
-                    "INSERT OR REPLACE INTO timers (session_id, key, due, fires_at) VALUES (?, ?, ?, ?)",
-                    set_rows,
-                )
+                if cancel_rows:
+                    conn.executemany("DELETE FROM timers WHERE session_id = ? AND key = ?", cancel_rows)
+                if set_rows:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO timers (session_id, key, due, fires_at) VALUES (?, ?, ?, ?)",
+                        set_rows,
+                    )
             if dedup_key is not None:
                 conn.execute(
                     "INSERT OR REPLACE INTO dedup (key, expires_at) VALUES (?, ?)",
