@@ -132,6 +132,19 @@ class TestRedis:
         finally:
             await store.close()
 
+    async def test_scripts_the_server_forgot_are_sent_again(self, redis_url: str) -> None:
+        store = await RedisStore.open(redis_url)
+        try:
+            await _commit(store, "s-1", {"n": 1})
+            await store._client.script_flush()  # as after a restart of Redis without persistence
+            lock, record = await store.begin("s-1", owner="test", wait=1)
+            assert record is not None
+            assert record.snapshot == {"n": 1}
+            await store.finish(lock, ["1"])
+            assert await store.pending_outboxes() == []
+        finally:
+            await store.close()
+
     async def test_an_unreachable_server_fails_to_open_without_showing_the_password(
         self, unused_port: int
     ) -> None:
