@@ -2,7 +2,9 @@
 
 Each operation runs as ONE job on the store's own worker thread (stdlib ``sqlite3``), so a commit costs one
 hop between the event loop and the thread, not one per SQL statement as with aiosqlite (measured with
-``benchmarks/store_bench.py``: about six times the events per second).
+``benchmarks/store_bench.py``: about six times the events per second). Operations asked for while the worker
+is busy are queued and then run as one batch in one transaction, each in a savepoint of its own (group
+commit): one hop and one commit for all of them, and each caller still gets its own result or exception.
 
 Several processes may open the same file (SQLite's own locking serialises writers), which is how two
 instances on one machine share sessions. The file is checked on every operation: if it disappears or is
