@@ -277,12 +277,14 @@ class Dispatcher:
         if routed.route_key is None:
             _log.info("callback.unknown_event", event_type=routed.event_type, call_id=routed.call_id)
             return Outcome("unknown-event", f"event type {routed.event_type!r} is not handled")
-        dedup = "cb:" + hashlib.sha256(orjson.dumps(dict(data), option=orjson.OPT_SORT_KEYS)).hexdigest()
+        fields = data if isinstance(data, dict) else dict(data)
+        dedup = "cb:" + hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
         key = routed.route_key
         lane = self._lane_of.get(key, key)
         future = self._lanes.submit(lane, lambda: self._handle_callback(routed, key, dedup, data))
         try:
-            return await asyncio.shield(future)
+            # No shield needed: the job runs in its lane's task, which a cancelled wait here leaves alone.
+            return await future
         except (StoreError, LockTimeoutError) as exc:
             self.metrics.errors.labels(kind="store").inc()
             _log.error("callback.store_unavailable", route=key, error=str(exc))
@@ -663,7 +665,7 @@ class Dispatcher:
                 lock = held[0] = await self.store.renew(lock)
                 renewed = time.monotonic()
             name = _conference_name(entry.command)
-            async with self._name_lock(name):
+            async with self._name_lock(name) if name is not None else _NOTHING_HELD:
                 # One creation per conference name at a time, across instances (a store lock): the feedback
                 # commit below registers ``conference-name:<name>`` before the next session looks it up.
                 outcome = await self._run_entry(entry.command, session_id)
@@ -1006,6 +1008,9 @@ def _loggable(url: str) -> str:
     parts = urlsplit(redact_url(url))
     return parts._replace(query="", fragment="").geturl()
 
+
+_NOTHING_HELD: contextlib.nullcontext[None] = contextlib.nullcontext()
+"""Stands in for ``_name_lock`` for entries that create no named conference (nearly all of them)."""
 
 CONFERENCE_NAME_ROUTE = "conference-name:"
 """Route key prefix under which a session with a live conference is found by the conference's flow name."""
