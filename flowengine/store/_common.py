@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 import orjson
 
@@ -13,14 +14,52 @@ from flowengine.errors import LockTimeoutError, StoreError
 from flowengine.store.base import Lock, OutboxEntry
 from flowengine.typing import JSONObject, Seconds
 
+T = TypeVar("T")
+
 _FIRST_POLL: Seconds = 0.001
 _MAX_POLL: Seconds = 0.025
+
+
+class Busy:
+    """What a try of ``wait_for`` returns while the lock it wants is held by someone else."""
+
+    __slots__ = ()
+
+
+BUSY = Busy()
+
+
+async def wait_for(
+    try_once: Callable[[], Awaitable[T | Busy]], *, wait: Seconds, busy_message: Callable[[], str]
+) -> T:
+    """Call ``try_once`` while it returns ``BUSY``, backing off from 1 ms to 25 ms, for at most ``wait``;
+    then raise ``LockTimeoutError`` with ``busy_message()``."""
+    deadline = time.monotonic() + wait
+    delay = _FIRST_POLL
+    while True:
+        outcome = await try_once()
+        if not isinstance(outcome, Busy):
+            return outcome
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LockTimeoutError(busy_message())
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, _MAX_POLL)
+
+
+def busy_lock_message(session_id: str, wait: Seconds) -> str:
+    return f"session {session_id!r}: lock still held by another owner after waiting {wait:g} s"
+
+
+def busy_route_message(route_key: str, session_id: str, wait: Seconds) -> str:
+    return f"route {route_key!r}: {busy_lock_message(session_id, wait)}"
 
 
 async def wait_for_lock(
     try_once: Callable[[], Awaitable[Lock | None]], *, session_id: str, wait: Seconds
 ) -> Lock:
     """Call ``try_once`` until it returns a lock, backing off from 1 ms to 25 ms, for at most ``wait``."""
+
     deadline = time.monotonic() + wait
     delay = _FIRST_POLL
     while True:
@@ -29,8 +68,7 @@ async def wait_for_lock(
             return lock
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            message = f"session {session_id!r}: lock still held by another owner after waiting {wait:g} s"
-            raise LockTimeoutError(message)
+            raise LockTimeoutError(busy_lock_message(session_id, wait))
         await asyncio.sleep(min(delay, remaining))
         delay = min(delay * 2, _MAX_POLL)
 

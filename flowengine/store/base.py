@@ -21,6 +21,8 @@ Handling one event is, with any store::
         await store.finish(lock, done=[entries[-1].id])              # mark_done + release
 
 (``acquire`` + ``load``, and ``mark_done`` + ``release``, are the same operations one round trip at a time.)
+A callback names its session by a route key: ``begin_route(route_key, owner=...)`` is ``lookup`` + ``begin``
+in one round trip, and ``None`` when the key leads to no session yet (start one).
 When executing an entry produces a result the session must hear of, the result is handled like an event and
 committed with ``done=[that entry's id]``: the new state, the new entries and the removal of the executed one
 are one write.
@@ -181,6 +183,24 @@ class Store(Protocol):
 
         Waits like ``acquire`` (raises ``LockTimeoutError`` when ``wait`` runs out); the record is ``None``
         when ``load`` would return ``None``.
+        """
+        ...
+
+    async def begin_route(
+        self,
+        route_key: str,
+        *,
+        owner: str,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        wait: Seconds = DEFAULT_LOCK_WAIT,
+    ) -> tuple[str, Lock, SessionRecord | None] | None:
+        """``lookup`` then ``begin`` on the session found, as one round trip per attempt.
+
+        Returns the session id the route key leads to, its lock and the session as it is under the lock; or
+        ``None``, with nothing locked, when ``lookup`` would return ``None``. While the lock is busy the route
+        is read again at every attempt, so if the key moves to another session meanwhile, the result names
+        the session the key leads to when the lock is taken (and ``None`` if it then leads nowhere). Waits
+        like ``acquire``; ``LockTimeoutError`` names the session whose lock stayed busy.
         """
         ...
 

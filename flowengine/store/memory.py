@@ -12,7 +12,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from flowengine.errors import DuplicateEventError, StaleLockError, StoreError
-from flowengine.store._common import check_changes, check_ttl, dumps, loads_object, wait_for_lock
+from flowengine.store._common import (
+    BUSY,
+    Busy,
+    busy_route_message,
+    check_changes,
+    check_ttl,
+    dumps,
+    loads_object,
+    wait_for,
+    wait_for_lock,
+)
 from flowengine.store.base import (
     DEFAULT_DEDUP_TTL,
     DEFAULT_LOCK_TTL,
@@ -134,6 +144,38 @@ class MemoryStore:
     ) -> tuple[Lock, SessionRecord | None]:
         lock = await self.acquire(session_id, owner=owner, ttl=ttl, wait=wait)
         return lock, await self.load(session_id)
+
+    async def begin_route(
+        self,
+        route_key: str,
+        *,
+        owner: str,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        wait: Seconds = DEFAULT_LOCK_WAIT,
+    ) -> tuple[str, Lock, SessionRecord | None] | None:
+        check_ttl("ttl", ttl)
+        tried = [""]
+
+        async def try_once() -> tuple[str, Lock, SessionRecord | None] | Busy | None:
+            data = self._data()
+            now = self._clock()
+            session_id = data.routes.get(route_key)
+            if session_id is None:
+                return None
+            session = self._live(data, session_id, now)
+            if session is None:
+                return None
+            held = data.locks.get(session_id)
+            if held is not None and held.expires > now:
+                tried[0] = session_id
+                return BUSY
+            token = next(data.tokens)
+            data.locks[session_id] = _LockState(owner, token, now + ttl)
+            return session_id, Lock(session_id, owner, token, ttl), _record(session_id, session)
+
+        return await wait_for(
+            try_once, wait=wait, busy_message=lambda: busy_route_message(route_key, tried[0], wait)
+        )
 
     def _check_fence(self, data: MemoryBackend, lock: Lock) -> _LockState:
         held = data.locks.get(lock.session_id)

@@ -31,7 +31,17 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
 from flowengine.errors import ConfigError, DuplicateEventError, StaleLockError, StoreError
-from flowengine.store._common import check_changes, check_ttl, dumps, loads_object, wait_for_lock
+from flowengine.store._common import (
+    BUSY,
+    Busy,
+    busy_route_message,
+    check_changes,
+    check_ttl,
+    dumps,
+    loads_object,
+    wait_for,
+    wait_for_lock,
+)
 from flowengine.store.base import (
     DEFAULT_DEDUP_TTL,
     DEFAULT_LOCK_TTL,
@@ -73,6 +83,23 @@ local token = redis.call('INCR', KEYS[3])
 redis.call('SET', KEYS[1], token .. '|' .. ARGV[2], 'PX', ARGV[1])
 redis.call('SET', KEYS[2], token, 'PX', tonumber(ARGV[1]) + tonumber(ARGV[3]))
 return {token, redis.call('HGETALL', KEYS[4]), redis.call('LRANGE', KEYS[5], 0, -1), redis.call('HGETALL', KEYS[6])}
+"""
+
+# KEYS: r:<route key> fence   ARGV: prefix ttl_ms owner grace_ms
+# Returns {} when the route leads to no session, {0, sid} while that session's lock is busy, else
+# {token, sid, session hash, outbox order, outbox hash}.
+_BEGIN_ROUTE = """
+local sid = redis.call('GET', KEYS[1])
+if not sid then return {} end
+local s = ARGV[1] .. 's:' .. sid
+if redis.call('EXISTS', s) == 0 then return {} end
+local lock = ARGV[1] .. 'lock:' .. sid
+if redis.call('EXISTS', lock) == 1 then return {0, sid} end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', lock, token .. '|' .. ARGV[3], 'PX', ARGV[2])
+redis.call('SET', ARGV[1] .. 'fence:' .. sid, token, 'PX', tonumber(ARGV[2]) + tonumber(ARGV[4]))
+return {token, sid, redis.call('HGETALL', s), redis.call('LRANGE', ARGV[1] .. 'ol:' .. sid, 0, -1),
+        redis.call('HGETALL', ARGV[1] .. 'oh:' .. sid)}
 """
 
 # KEYS: r:<route key>   ARGV: prefix
@@ -262,6 +289,7 @@ class RedisStore:
         self._release = client.register_script(_RELEASE)
         self._begin = client.register_script(_BEGIN)
         self._lookup = client.register_script(_LOOKUP)
+        self._begin_route = client.register_script(_BEGIN_ROUTE)
         self._finish = client.register_script(_FINISH)
         self._commit = client.register_script(_COMMIT)
         self._mark_done = client.register_script(_MARK_DONE)
@@ -390,6 +418,36 @@ class RedisStore:
 
         lock = await wait_for_lock(try_once, session_id=session_id, wait=wait)
         return lock, record[0]
+
+    async def begin_route(
+        self,
+        route_key: str,
+        *,
+        owner: str,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        wait: Seconds = DEFAULT_LOCK_WAIT,
+    ) -> tuple[str, Lock, SessionRecord | None] | None:
+        check_ttl("ttl", ttl)
+        keys = [self._key("r:", route_key), self._key("fence")]
+        args: list[str | int] = [self._prefix, _ms(ttl), owner, _FENCE_GRACE_MS]
+        tried = [""]
+
+        async def try_once() -> tuple[str, Lock, SessionRecord | None] | Busy | None:
+            reply = await self._call("begin_route", lambda: self._eval(self._begin_route, keys, args))
+            if not reply:
+                return None
+            session_id = str(reply[1])
+            token = int(reply[0])
+            if not token:
+                tried[0] = session_id
+                return BUSY
+            fields, order, commands = reply[2:]
+            record = _record(session_id, _pairs(fields), order, _pairs(commands))
+            return session_id, Lock(session_id, owner, token, ttl), record
+
+        return await wait_for(
+            try_once, wait=wait, busy_message=lambda: busy_route_message(route_key, tried[0], wait)
+        )
 
     def _stale(self, lock: Lock) -> StaleLockError:
         return StaleLockError(

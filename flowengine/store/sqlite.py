@@ -27,7 +27,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 from flowengine.errors import DuplicateEventError, StaleLockError, StoreError
-from flowengine.store._common import check_changes, check_ttl, dumps, loads_object, wait_for_lock
+from flowengine.store._common import (
+    BUSY,
+    Busy,
+    busy_route_message,
+    check_changes,
+    check_ttl,
+    dumps,
+    loads_object,
+    wait_for,
+    wait_for_lock,
+)
 from flowengine.store.base import (
     DEFAULT_DEDUP_TTL,
     DEFAULT_LOCK_TTL,
@@ -350,6 +360,34 @@ class SQLiteStore:
         lock = await wait_for_lock(try_once, session_id=session_id, wait=wait)
         return lock, record[0]
 
+    async def begin_route(
+        self,
+        route_key: str,
+        *,
+        owner: str,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        wait: Seconds = DEFAULT_LOCK_WAIT,
+    ) -> tuple[str, Lock, SessionRecord | None] | None:
+        check_ttl("ttl", ttl)
+        tried = [""]
+
+        def work(conn: sqlite3.Connection) -> tuple[str, Lock, SessionRecord | None] | Busy | None:
+            session_id = self._lookup(conn, route_key)
+            if session_id is None:
+                return None
+            lock = self._try_lock(conn, session_id, owner, ttl)
+            if lock is None:
+                tried[0] = session_id
+                return BUSY
+            return session_id, lock, self._load(conn, session_id)
+
+        async def try_once() -> tuple[str, Lock, SessionRecord | None] | Busy | None:
+            return await self._transaction(work, write=True)
+
+        return await wait_for(
+            try_once, wait=wait, busy_message=lambda: busy_route_message(route_key, tried[0], wait)
+        )
+
     def _try_lock(self, conn: sqlite3.Connection, session_id: str, owner: str, ttl: Seconds) -> Lock | None:
         now = self._clock()
         row = conn.execute("SELECT expires_at FROM locks WHERE session_id = ?", (session_id,)).fetchone()
@@ -437,15 +475,15 @@ class SQLiteStore:
         return self._record(row, self._outboxes(conn, [session_id])[session_id])
 
     async def lookup(self, route_key: str) -> str | None:
-        def work(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                f"SELECT r.session_id FROM routes r JOIN sessions s ON s.id = r.session_id "
-                f"WHERE r.key = ? AND {_VISIBLE}",
-                (route_key, self._clock() - self._retention),
-            ).fetchone()
-            return None if row is None else str(row[0])
+        return await self._transaction(lambda conn: self._lookup(conn, route_key), write=False)
 
-        return await self._transaction(work, write=False)
+    def _lookup(self, conn: sqlite3.Connection, route_key: str) -> str | None:
+        row = conn.execute(
+            f"SELECT r.session_id FROM routes r JOIN sessions s ON s.id = r.session_id "
+            f"WHERE r.key = ? AND {_VISIBLE}",
+            (route_key, self._clock() - self._retention),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     async def seen(self, dedup_key: str) -> bool:
         return await self._transaction(lambda conn: self._seen(conn, dedup_key), write=False)
