@@ -2,11 +2,12 @@
 
 For every callback (and every timer that falls due) the dispatcher does, per session, one at a time::
 
-    route -> lock + load -> runtime.handle -> commit(snapshot + outbox, atomically) -> answer the callback
+    route + lock + load -> runtime.handle -> commit(snapshot + outbox, atomically) -> answer the callback
           -> execute the outbox through the REST client / HTTP -> feed results back -> commit -> mark done
           + release
 
-Each arrow into the store is one round trip (``lookup``, ``begin``, ``commit``, ``finish``): a result fed back
+Each arrow into the store is one round trip (``begin_route``, ``commit``, ``finish``; a new session is
+``begin_route`` finding nothing, then ``begin`` under the id derived from the call): a result fed back
 is committed together with marking its entry done, and the last entry is marked done as the lock is released
 (see ``Dispatcher._execute`` for the rule that keeps that crash-safe).
 
@@ -294,10 +295,11 @@ class Dispatcher:
         self, routed: Routed, route_key: str, dedup: str, data: Mapping[str, object]
     ) -> tuple[Outcome, Then | None]:
         now = self._clock()
-        session_id = await self.store.lookup(route_key)
-        if session_id is not None:
+        found = await self.store.begin_route(route_key, owner=self.instance_id)
+        if found is not None:
+            session_id, lock, record = found
             self._learn((route_key,), session_id)
-        if session_id is None:
+        else:
             step = self.runtime.start(routed, now)
             if step is None:
                 _log.info(
@@ -312,7 +314,7 @@ class Dispatcher:
                 return begun
             # Another instance started this very session meanwhile: handle the event as part of it.
             session_id = step.session_id
-        lock, record = await self.store.begin(session_id, owner=self.instance_id)
+            lock, record = await self.store.begin(session_id, owner=self.instance_id)
         try:
             if record is None or record.ended:
                 await self._release(lock)

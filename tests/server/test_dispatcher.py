@@ -193,6 +193,10 @@ class RecordingStore(MemoryStore):
         self.calls.append(("lookup", []))
         return await super().lookup(route_key)
 
+    async def begin_route(self, route_key: str, **options: Any) -> Any:
+        self.calls.append(("begin_route", []))
+        return await super().begin_route(route_key, **options)
+
     async def begin(self, session_id: str, **options: Any) -> Any:
         self.calls.append(("begin", []))
         return await super().begin(session_id, **options)
@@ -237,7 +241,7 @@ def _watch_outbox(
 
 
 class TestStoreRoundTrips:
-    async def test_a_callback_costs_lookup_begin_commit_and_finish(
+    async def test_a_callback_costs_begin_route_commit_and_finish(
         self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
     ) -> None:
         dispatcher = make_dispatcher("a")
@@ -248,7 +252,7 @@ class TestStoreRoundTrips:
         assert (await dispatcher.callback(dtmf("c-1", "5"))).status == "handled"
         await _settle(lambda: "finish" in store.names())
 
-        assert store.calls == [("lookup", []), ("begin", []), ("commit", []), ("finish", [])]
+        assert store.calls == [("begin_route", []), ("commit", []), ("finish", [])]
 
     async def test_each_entry_is_marked_done_before_the_next_is_executed(
         self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
@@ -264,8 +268,9 @@ class TestStoreRoundTrips:
         assert (first, second) == ("/calls/c-2", "/calls/c-2/audio")
         assert len(both) == 2
         assert last == both[1:]  # a crash while the second runs re-executes the second only
+        # begin_route finds no session: a new one is begun under the call's session id
         assert store.calls == [
-            ("lookup", []),
+            ("begin_route", []),
             ("begin", []),
             ("commit", []),
             ("mark_done", both[:1]),
@@ -288,8 +293,7 @@ class TestStoreRoundTrips:
 
         [(_, both), (_, last)] = pending_at_request
         assert store.calls == [
-            ("lookup", []),
-            ("begin", []),
+            ("begin_route", []),
             ("commit", []),
             ("commit", both[:1]),  # the gather's result, and the gather marked done, in one write
             ("finish", last),
