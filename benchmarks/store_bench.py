@@ -4,7 +4,9 @@ Each simulated event takes a session's lock, loads it, commits a realistic snaps
 outbox entries, a timer and the event's de-duplication key, marks the outbox done and releases the lock:
 
     separate   acquire, load, commit, mark_done, release       (5 round trips)
-    fused      begin, commit, finish                           (3 round trips, what the dispatcher does)
+    fused      begin, commit, finish                           (3 round trips)
+    routed     begin_route, commit, finish                     (3 round trips, the session found by its
+               route key as the dispatcher does; the first event of a call: begin, commit, finish)
 
 The script prints events per second and the p50/p99 latency of that cycle for each store and sequence, with
 ``--concurrency`` events in flight on different sessions (as a server handling that many calls at once would
@@ -103,8 +105,31 @@ async def _fused_event(store: Store, session_id: str, step: int, latencies: list
     latencies.append(time.perf_counter() - started)
 
 
+async def _routed_event(store: Store, session_id: str, step: int, latencies: list[float]) -> None:
+    started = time.perf_counter()
+    if step == 0:
+        lock, _ = await store.begin(session_id, owner="bench")
+    else:
+        found = await store.begin_route(f"call:c-{session_id}", owner="bench")
+        if found is None:
+            raise RuntimeError(f"route of {session_id!r} leads nowhere")
+        _, lock, _ = found
+    done: list[str] = []
+    try:
+        entries = _commands(step)
+        await _commit(store, lock, session_id, step, entries)
+        done = [entry.id for entry in entries]
+    finally:
+        await store.finish(lock, done)
+    latencies.append(time.perf_counter() - started)
+
+
 EventRunner = Callable[[Store, str, int, list[float]], Awaitable[None]]
-SEQUENCES: dict[str, EventRunner] = {"separate": _separate_event, "fused": _fused_event}
+SEQUENCES: dict[str, EventRunner] = {
+    "separate": _separate_event,
+    "fused": _fused_event,
+    "routed": _routed_event,
+}
 
 
 async def _run(
@@ -166,7 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="events in flight at once (default 16)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9", help="Redis server and database")
     parser.add_argument(
-        "--sequences", default="separate,fused", help="comma-separated: separate,fused (see the module doc)"
+        "--sequences",
+        default="separate,fused,routed",
+        help="comma-separated: separate,fused,routed (see the module doc)",
     )
     args = parser.parse_args(argv)
     if args.events < 1 or args.concurrency < 1 or args.events < args.concurrency:
@@ -178,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(
         f"python {sys.version.split()[0]}; separate: acquire, load, commit, mark_done, release; "
-        "fused: begin, commit, finish"
+        "fused: begin, commit, finish; routed: begin_route, commit, finish"
     )
     print(
         f"{'store':<8} {'sequence':<9} {'events':>8} {'conc.':>6} {'events/s':>12} {'p50 ms':>9} "
