@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         return 2
     from flowengine.server.logs import configure_logging
 
-    configure_logging(config.log_format, config.log_level, stderr, mask=config.mask_numbers)
+    configure_logging(config.log_format, config.log_level, stderr, mask=config.mask_numbers, cache=True)
     try:
         # A token the operator chose is a secret of theirs: never print it. A generated one must be shown.
         chosen = bool(args.executions_token or os.environ.get("FLOWENGINE_EXECUTIONS_TOKEN"))
