@@ -397,28 +397,30 @@ class SQLiteStore:
             "UPDATE meta SET value = value + 1 WHERE name = 'fence' RETURNING value"
         ).fetchall()
         conn.execute(
-            "INSERT OR REPLACE INTO locks (session_id, owner, token, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO locks (session_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (session_id) DO UPDATE "
+            "SET owner = excluded.owner, token = excluded.token, expires_at = excluded.expires_at",
             (session_id, owner, token, now + ttl),
         )
         return Lock(session_id, owner, int(token), ttl)
 
     @staticmethod
-    def _check_fence(conn: sqlite3.Connection, lock: Lock) -> None:
-        row = conn.execute("SELECT token FROM locks WHERE session_id = ?", (lock.session_id,)).fetchone()
-        if row is None or row[0] != lock.token:
-            raise StaleLockError(
-                f"session {lock.session_id!r}: lock token {lock.token} of {lock.owner!r} is stale; "
-                "another owner took the session after it expired"
-            )
+    def _stale(lock: Lock) -> StaleLockError:
+        return StaleLockError(
+            f"session {lock.session_id!r}: lock token {lock.token} of {lock.owner!r} is stale; "
+            "another owner took the session after it expired"
+        )
 
     async def renew(self, lock: Lock, *, ttl: Seconds = DEFAULT_LOCK_TTL) -> Lock:
         check_ttl("ttl", ttl)
 
         def work(conn: sqlite3.Connection) -> None:
-            self._check_fence(conn, lock)
-            conn.execute(
-                "UPDATE locks SET expires_at = ? WHERE session_id = ?", (self._clock() + ttl, lock.session_id)
+            renewed = conn.execute(
+                "UPDATE locks SET expires_at = ? WHERE session_id = ? AND token = ?",
+                (self._clock() + ttl, lock.session_id, lock.token),
             )
+            if renewed.rowcount != 1:
+                raise self._stale(lock)
 
         await self._transaction(work, write=True)
         return Lock(lock.session_id, lock.owner, lock.token, ttl)
@@ -513,37 +515,51 @@ class SQLiteStore:
         entries = [(sid, entry.id, dumps(entry.command)) for entry in outbox]
         route_rows = [(key, sid) for key in routes]
         unroute_rows = [(key, sid) for key in unroutes]
-        cancel_rows = [(sid, key) for key in timers_cancel]
         set_rows = [(sid, key, float(due), float(due)) for key, due in (timers_set or {}).items()]
+        # A key cancelled and set again in one commit is simply overwritten by the set.
+        cancel_rows = [(sid, key) for key in timers_cancel if timers_set is None or key not in timers_set]
 
         def work(conn: sqlite3.Connection) -> int:
+            # The checks are writes too (the lock extended, the dedup key taken): a refused commit raises,
+            # and its transaction (or its savepoint in a batch) is rolled back with everything it wrote.
             now = self._clock()
-            self._check_fence(conn, lock)
-            if dedup_key is not None and self._seen(conn, dedup_key):
-                raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
-            previous = conn.execute(
-                f"SELECT version, ended_at FROM sessions WHERE id = ? AND {_VISIBLE}",
-                (sid, now - self._retention),
-            ).fetchone()
-            if previous is None:
-                # New, or ended beyond the retention and not purged yet: start afresh.
-                conn.execute("DELETE FROM outbox WHERE session_id = ?", (sid,))
-                version, ended_at = 1, None
-            else:
-                version, ended_at = previous[0] + 1, previous[1]
+            extended = conn.execute(
+                "UPDATE locks SET expires_at = ? WHERE session_id = ? AND token = ?",
+                (now + lock.ttl, sid, lock.token),
+            )
+            if extended.rowcount != 1:
+                raise self._stale(lock)
+            if dedup_key is not None:
+                taken = conn.execute(
+                    "INSERT INTO dedup (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                    "SET expires_at = excluded.expires_at WHERE expires_at <= ?",
+                    (dedup_key, now + self._dedup_ttl, now),
+                )
+                if taken.rowcount != 1:
+                    raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
+            updated = conn.execute(
+                "UPDATE sessions SET snapshot = ?, version = version + 1, updated_at = ?, "
+                f"ended_at = COALESCE(ended_at, ?) WHERE id = ? AND {_VISIBLE} RETURNING version, ended_at",
+                (snapshot_text, now, now if ended else None, sid, now - self._retention),
+            ).fetchall()
+            if updated:
+                [(version, ended_at)] = updated
                 if done_rows:
                     conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", done_rows)
-            if ended and ended_at is None:
-                ended_at = now
-            conn.execute(
-                "INSERT OR REPLACE INTO sessions (id, snapshot, version, updated_at, ended_at) VALUES (?, ?, ?, ?, ?)",
-                (sid, snapshot_text, version, now, ended_at),
-            )
-            if entries:
-                conn.executemany(
-                    "DELETE FROM outbox WHERE session_id = ? AND id = ?", [e[:2] for e in entries]
+            else:
+                # New, or ended beyond the retention and not purged yet: start afresh.
+                version, ended_at = 1, now if ended else None
+                conn.execute("DELETE FROM outbox WHERE session_id = ?", (sid,))
+                conn.execute(
+                    "INSERT OR REPLACE INTO sessions (id, snapshot, version, updated_at, ended_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (sid, snapshot_text, version, now, ended_at),
                 )
-                conn.executemany("INSERT INTO outbox (session_id, id, command) VALUES (?, ?, ?)", entries)
+            if entries:
+                # REPLACE: an entry with an id already pending is replaced, and moves to the end (new seq).
+                conn.executemany(
+                    "INSERT OR REPLACE INTO outbox (session_id, id, command) VALUES (?, ?, ?)", entries
+                )
             if unroute_rows:
                 conn.executemany("DELETE FROM routes WHERE key = ? AND session_id = ?", unroute_rows)
             if route_rows:
@@ -560,15 +576,10 @@ class SQLiteStore:
                     conn.executemany("DELETE FROM timers WHERE session_id = ? AND key = ?", cancel_rows)
                 if set_rows:
                     conn.executemany(
-                        "INSERT OR REPLACE INTO timers (session_id, key, due, fires_at) VALUES (?, ?, ?, ?)",
+                        "INSERT INTO timers (session_id, key, due, fires_at) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (session_id, key) DO UPDATE SET due = excluded.due, fires_at = excluded.fires_at",
                         set_rows,
                     )
-            if dedup_key is not None:
-                conn.execute(
-                    "INSERT OR REPLACE INTO dedup (key, expires_at) VALUES (?, ?)",
-                    (dedup_key, now + self._dedup_ttl),
-                )
-            conn.execute("UPDATE locks SET expires_at = ? WHERE session_id = ?", (now + lock.ttl, sid))
             return int(version)
 
         return await self._transaction(work, write=True)
