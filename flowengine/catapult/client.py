@@ -219,6 +219,7 @@ class CatapultClient:
         self._authorization = _basic_auth(token, secret)
         self.base_url = _check_base_url(base_url)
         self._user_url = f"{self.base_url}/users/{_seg(user_id)}"
+        self._user_prefixes = (f"/v1/users/{_seg(user_id)}", f"/users/{_seg(user_id)}")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._timeout_seconds = timeout
         self.retry = retry if retry is not None else RetryPolicy()
@@ -664,8 +665,7 @@ class CatapultClient:
         )
 
     def _relative_path(self, path: str) -> str:
-        user_prefix = f"/users/{_seg(self.user_id)}"
-        for prefix in (f"/v1{user_prefix}", user_prefix):
+        for prefix in self._user_prefixes:
             if path.startswith(prefix + "/"):
                 path = path[len(prefix) :]
                 break
