@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +24,7 @@ class RedisServer(Protocol):
     """The ``redis_process`` fixture: a throwaway redis-server this test may stop and start."""
 
     port: int
+    process: subprocess.Popen[bytes] | None
 
     def start(self) -> None: ...
 
@@ -129,6 +132,55 @@ class TestRedis:
             record = await store.load("s-1")
             assert record is not None
             assert record.snapshot == {"n": 3}
+        finally:
+            await store.close()
+
+    async def test_a_server_that_stops_answering_times_out_then_recovers(
+        self, redis_process: RedisServer
+    ) -> None:
+        store = await RedisStore.open(
+            f"redis://127.0.0.1:{redis_process.port}/0?prefix=t:", command_timeout=0.3
+        )
+        assert redis_process.process is not None
+        try:
+            await _commit(store, "s-1", {"n": 1})
+            redis_process.process.send_signal(signal.SIGSTOP)  # connected, but never answers
+            try:
+                for call in (lambda: store.begin("s-1", owner="t", wait=1), lambda: store.load("s-1")):
+                    with pytest.raises(StoreError, match=r"no answer within 0\.3 s"):
+                        await asyncio.wait_for(call(), 10)  # fails the test rather than hanging it
+            finally:
+                redis_process.process.send_signal(signal.SIGCONT)
+
+            await _recovers(store)
+            await _commit(store, "s-1", {"n": 2})
+            record = await store.load("s-1")
+            assert record is not None
+            assert record.snapshot == {"n": 2}
+        finally:
+            await store.close()
+
+    async def test_a_caller_cancelled_while_waiting_for_redis_is_cancelled_not_timed_out(
+        self, redis_process: RedisServer
+    ) -> None:
+        store = await RedisStore.open(
+            f"redis://127.0.0.1:{redis_process.port}/0?prefix=t:", command_timeout=0.2
+        )
+        assert redis_process.process is not None
+        try:
+            redis_process.process.send_signal(signal.SIGSTOP)
+            try:
+                waiting = asyncio.create_task(store.load("s-1"))
+                await asyncio.sleep(0.05)
+                waiting.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+                # A caller's own deadline shorter than the store's is the caller's TimeoutError.
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(store.load("s-1"), 0.05)
+            finally:
+                redis_process.process.send_signal(signal.SIGCONT)
+            await _recovers(store)
         finally:
             await store.close()
 
