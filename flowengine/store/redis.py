@@ -29,7 +29,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowengine.errors import ConfigError, DuplicateEventError, StaleLockError, StoreError
 from flowengine.store._common import (
@@ -226,6 +228,16 @@ return 1
 """
 
 
+_Pending = tuple[tuple[str | int, ...], "asyncio.Future[Any]"]
+"""A script call waiting to be sent: its command (EVALSHA and arguments) and its caller's future."""
+
+
+def _fail(batch: Sequence[_Pending], error: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)
+
+
 def _timer_member(session_id: str, key: str) -> str:
     return f"{len(session_id)}:{session_id}{key}"
 
@@ -290,6 +302,9 @@ class RedisStore:
         self._deadlines: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        # Auto-pipelining (see ``_eval``): calls waiting for this loop iteration's flush, batches being sent.
+        self._queued: list[_Pending] = []
+        self._sending: set[asyncio.Task[None]] = set()
         self._prefix = prefix
         self._description = description
         self._retention = retention
@@ -416,13 +431,65 @@ class RedisStore:
     async def _eval(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """Run a registered script by its digest; send its text if the server does not have it (restarted).
 
-        The same as calling the ``AsyncScript``, with less of redis-py's machinery per call (measured:
-        about 45 instead of 55 us of CPU per script run).
+        Scripts asked for in one iteration of the event loop go out together (auto-pipelining): ``_flush``
+        sends them as one pipeline, one write and one read for all of them, and each caller gets its own
+        reply or error. Measured with store_bench (16 events in flight): about half the CPU per event.
         """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queued.append((("EVALSHA", script.sha, len(keys), *keys, *args), future))
+        if len(self._queued) == 1:
+            loop.call_soon(self._flush, loop)
         try:
-            return await self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await future
         except NoScriptError:
             return await self._execute("EVAL", script.script, len(keys), *keys, *args)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send the calls queued in this loop iteration (those whose callers gave up already are dropped)."""
+        batch = [(command, future) for command, future in self._queued if not future.done()]
+        self._queued = []
+        if batch:
+            task = loop.create_task(self._send(batch))
+            self._sending.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        """One pipeline for the batch (a lone call as a plain command); each reply or error to its future.
+
+        A failure of the connection fails every call in the batch; so does the command timeout, kept by the
+        watchdog for this task as for any operation.
+        """
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine run by create_task
+        self._deadlines[task] = task.get_loop().time() + self._timeout
+        outcomes: list[Any]
+        try:
+            if len(batch) == 1:
+                outcomes = [await self._execute(*batch[0][0])]
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for command, _ in batch:
+                    pipe.execute_command(*command)
+                outcomes = await pipe.execute(raise_on_error=False)
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                _fail(batch, RedisConnectionError("the store was closed"))
+                raise
+            # The cancelled pipeline's connection is dropped by redis-py, never reused with replies pending.
+            outcomes = [RedisTimeoutError(f"no answer within {self._timeout:g} s")] * len(batch)
+        except Exception as exc:
+            outcomes = [exc] * len(batch)
+        finally:
+            del self._deadlines[task]
+            self._expired.discard(task)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     async def close(self) -> None:
         if not self._closed:
@@ -430,8 +497,8 @@ class RedisStore:
                 await self._call("close", self._client.aclose)
             finally:
                 self._closed = True
-                if self._watchdog is not None:
-                    self._watchdog.cancel()
+                for task in [*self._sending, *filter(None, [self._watchdog])]:
+                    task.cancel()
 
     async def ping(self) -> None:
         await self._call("ping", self._client.ping)
