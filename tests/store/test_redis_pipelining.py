@@ -32,23 +32,15 @@ class RedisServer(Protocol):
 
 
 def _count_pipelines(store: RedisStore) -> list[int]:
-    """Record the number of commands of every pipeline the store's client executes."""
+    """Record the number of commands of every write (pipeline) the store sends."""
     sizes: list[int] = []
-    client: Any = store._client
-    original = client.pipeline
+    exchange = store._exchange
 
-    def pipeline(*args: Any, **kwargs: Any) -> Any:
-        pipe = original(*args, **kwargs)
-        execute = pipe.execute
+    async def counted(packed: bytes, count: int) -> list[Any]:
+        sizes.append(count)
+        return await exchange(packed, count)
 
-        async def counted(*a: Any, **k: Any) -> Any:
-            sizes.append(len(pipe.command_stack))
-            return await execute(*a, **k)
-
-        pipe.execute = counted
-        return pipe
-
-    client.pipeline = pipeline
+    store._exchange = counted  # type: ignore[method-assign]
     return sizes
 
 
@@ -107,7 +99,7 @@ class TestAutoPipelining:
             [lock] = await _sessions(store, 1)
             await store.finish(lock, ["1"])
 
-            assert sizes == []  # each went out alone, as a plain command
+            assert sizes == [1, 1, 1]  # acquire, commit, finish: each went out at once, alone
         finally:
             await store.close()
 
@@ -156,6 +148,20 @@ class TestAutoPipelining:
         finally:
             await store.close()
 
+    async def test_pooled_connections_of_a_restarted_server_are_replaced_without_an_error(
+        self, redis_process: RedisServer
+    ) -> None:
+        store = await RedisStore.open(f"redis://127.0.0.1:{redis_process.port}/0?prefix=p:")
+        try:
+            await asyncio.gather(*(store.lookup(f"call:{n}") for n in range(3)))  # connections now pooled
+            redis_process.stop()
+            redis_process.start()
+
+            assert await asyncio.gather(*(store.lookup(f"call:{n}") for n in range(3))) == [None] * 3
+            assert await store.begin_route("call:0", owner="a") is None
+        finally:
+            await store.close()
+
     async def test_a_batch_without_answer_times_out_for_every_caller(
         self, redis_process: RedisServer
     ) -> None:
@@ -181,9 +187,9 @@ class TestAutoPipelining:
     async def test_a_caller_cancelled_before_the_flush_sends_nothing(self, redis_url: str) -> None:
         store = await RedisStore.open(redis_url)
         try:
-            sizes = _count_pipelines(store)
             [lock] = await _sessions(store, 1)
             await store.release(lock)
+            sizes = _count_pipelines(store)
             gone = asyncio.ensure_future(store.begin("s-0", owner="gone"))
             kept = asyncio.ensure_future(store.lookup("call:none"))
             await asyncio.sleep(0)  # both queued
@@ -192,7 +198,7 @@ class TestAutoPipelining:
             assert await kept is None
             with pytest.raises(asyncio.CancelledError):
                 await gone
-            assert sizes == []  # the lookup went out alone
+            assert sizes == [1]  # the lookup went out alone
             lock, _ = await store.begin("s-0", owner="next", wait=0.05)  # never taken by the cancelled one
             assert lock.owner == "next"
         finally:
