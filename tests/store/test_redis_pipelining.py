@@ -203,3 +203,22 @@ class TestAutoPipelining:
             assert lock.owner == "next"
         finally:
             await store.close()
+
+    async def test_calls_in_flight_when_the_store_is_closed_fail_with_store_error(
+        self, redis_process: RedisServer
+    ) -> None:
+        store = await RedisStore.open(f"redis://127.0.0.1:{redis_process.port}/0?prefix=p:")
+        assert redis_process.process is not None
+        redis_process.process.send_signal(signal.SIGSTOP)  # the batch waits for replies that do not come
+        try:
+            waiting = asyncio.gather(*(store.lookup(f"call:{n}") for n in range(3)), return_exceptions=True)
+            await asyncio.sleep(0.05)
+            await store.close()
+
+            outcomes = await asyncio.wait_for(waiting, 4)  # well before the 5 s command timeout
+        finally:
+            redis_process.process.send_signal(signal.SIGCONT)
+
+        assert [str(outcome) for outcome in outcomes] == [
+            f"{store.description}: lookup: the store was closed"
+        ] * 3
