@@ -195,20 +195,25 @@ class SQLiteStore:
         self._identity = self._file_identity()
         return conn
 
+    def _atomically(self, write: bool, body: Callable[[sqlite3.Connection], T]) -> T:
+        """``body`` in one transaction: committed, or rolled back (a fresh connection if even that fails)
+        when it raises. SQLite's own errors propagate for the caller to turn into ``StoreError``."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            result = body(conn)
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._drop()
+            raise
+        conn.execute("COMMIT")
+        return result
+
     def _run(self, work: Callable[[sqlite3.Connection], T], write: bool) -> T:
         try:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                result = work(conn)
-            except BaseException:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    self._drop()
-                raise
-            conn.execute("COMMIT")
-            return result
+            return self._atomically(write, work)
         except (sqlite3.Error, OSError) as exc:
             self._drop()
             raise StoreError(f"{self.description}: {exc}") from exc
@@ -225,29 +230,23 @@ class SQLiteStore:
                 return [(True, self._run(work, write))]
             except Exception as exc:
                 return [(False, exc)]
-        outcomes: list[_Outcome] = []
-        try:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE" if any(write for _, write in jobs) else "BEGIN")
-            try:
-                for work, _ in jobs:
-                    conn.execute("SAVEPOINT job")
-                    try:
-                        outcomes.append((True, work(conn)))
-                    except (sqlite3.Error, OSError):
-                        raise
-                    except Exception as exc:
-                        conn.execute("ROLLBACK TO job")
-                        outcomes.append((False, exc))
-                    conn.execute("RELEASE job")
-            except BaseException:
+
+        def each_in_a_savepoint(conn: sqlite3.Connection) -> list[_Outcome]:
+            outcomes: list[_Outcome] = []
+            for work, _ in jobs:
+                conn.execute("SAVEPOINT job")
                 try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    self._drop()
-                raise
-            conn.execute("COMMIT")
+                    outcomes.append((True, work(conn)))
+                except (sqlite3.Error, OSError):
+                    raise
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append((False, exc))
+                conn.execute("RELEASE job")
             return outcomes
+
+        try:
+            return self._atomically(any(write for _, write in jobs), each_in_a_savepoint)
         except (sqlite3.Error, OSError) as exc:
             self._drop()
             failures: list[_Outcome] = []
