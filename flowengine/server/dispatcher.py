@@ -68,7 +68,7 @@ from flowengine.server.lanes import Lanes, Then, current_lane
 from flowengine.server.metrics import Metrics
 from flowengine.store.base import Lock, OutboxEntry, Store, Timer
 from flowengine.testing.record import CallRecorder
-from flowengine.typing import JSON, JSONObject, Seconds
+from flowengine.typing import JSON, JSONObject, Seconds, SnapshotData
 
 _log = structlog.get_logger("flowengine.server")
 
@@ -136,7 +136,7 @@ class Step:
 
     Attributes:
         session_id: the session.
-        snapshot: its new JSON snapshot.
+        snapshot: its new snapshot (usually JSON text, as the store keeps it).
         entries: commands to execute (outbox entries in the shapes of the module docstring), in order.
         timers_set: timer key -> due time; timers_cancel: timer keys to drop.
         routes: route keys that now lead to the session (e.g. a dialled leg's call id).
@@ -146,7 +146,7 @@ class Step:
     """
 
     session_id: str
-    snapshot: JSONObject
+    snapshot: SnapshotData
     entries: Sequence[JSONObject] = ()
     timers_set: Mapping[str, Seconds] = field(default_factory=dict)
     timers_cancel: Sequence[str] = ()
@@ -183,8 +183,8 @@ class RuntimeAdapter(Protocol):
         """Start an execution of ``flow``; raise :class:`NoSuchFlow` or ``ValueError`` for bad input."""
         ...
 
-    def handle(self, snapshot: JSONObject, event: object, now: Seconds) -> Step:
-        """Feed an event to the session saved as ``snapshot``."""
+    def handle(self, snapshot: SnapshotData, event: object, now: Seconds) -> Step:
+        """Feed an event to the session saved as ``snapshot`` (as the store gave it back)."""
         ...
 
     def timer_event(self, key: str) -> object:
@@ -201,11 +201,11 @@ class RuntimeAdapter(Protocol):
         """The event reporting a flow ``http`` action's outcome (``http.ok`` / ``http.error``)."""
         ...
 
-    def cancel(self, snapshot: JSONObject, now: Seconds) -> Step:
+    def cancel(self, snapshot: SnapshotData, now: Seconds) -> Step:
         """End the session at an operator's request (hang up its legs)."""
         ...
 
-    def describe(self, snapshot: JSONObject) -> JSONObject:
+    def describe(self, snapshot: SnapshotData) -> JSONObject:
         """The session as the executions API shows it: ``flow``, ``state``, ``variables``, ``steps``..."""
         ...
 
@@ -328,7 +328,7 @@ class Dispatcher:
                 _log.info("callback.session_ended", session_id=session_id, event_type=routed.event_type)
                 return Outcome("ended", "the session has ended", session_id), None
             started = time.perf_counter()
-            step = self.runtime.handle(record.snapshot, routed.event, now)
+            step = self.runtime.handle(record.snapshot_json, routed.event, now)
             entries = await self._commit(
                 lock, step, dedup=dedup, event_type=routed.event_type, call_id=routed.call_id
             )
@@ -505,14 +505,14 @@ class Dispatcher:
         record = await self.store.load(session_id)
         if record is None:
             return None
-        return self._describe_record(record.session_id, record.snapshot, record.ended, record.updated_at)
+        return self._describe_record(record.session_id, record.snapshot_json, record.ended, record.updated_at)
 
     async def list_executions(self, *, limit: int) -> list[JSONObject]:
         records = await self.store.list_sessions(limit=limit)
-        return [self._describe_record(r.session_id, r.snapshot, r.ended, r.updated_at) for r in records]
+        return [self._describe_record(r.session_id, r.snapshot_json, r.ended, r.updated_at) for r in records]
 
     def _describe_record(
-        self, session_id: str, snapshot: JSONObject, ended: bool, updated_at: Seconds
+        self, session_id: str, snapshot: SnapshotData, ended: bool, updated_at: Seconds
     ) -> JSONObject:
         view = dict(self.runtime.describe(snapshot))
         view["id"] = session_id
@@ -532,7 +532,7 @@ class Dispatcher:
             if record is None or record.ended:
                 await self._release(lock)
                 return Outcome("ended", "", session_id), None
-            step = self.runtime.cancel(record.snapshot, self._clock())
+            step = self.runtime.cancel(record.snapshot_json, self._clock())
             entries = await self._commit(lock, step, dedup=None, event_type="cancel")
         except BaseException:
             await self._release(lock)
@@ -637,7 +637,7 @@ class Dispatcher:
         self,
         held: list[Lock],
         done: list[str],
-        snapshot: JSONObject,
+        snapshot: SnapshotData,
         entries: list[OutboxEntry],
         *,
         ended: bool,
@@ -924,7 +924,7 @@ class Dispatcher:
             await self._release(lock)
             return Outcome("handled", "nothing pending", session_id), None
         _log.info("outbox.resumed", session_id=session_id, entries=len(record.outbox))
-        step = Step(session_id=session_id, snapshot=record.snapshot, ended=record.ended)
+        step = Step(session_id=session_id, snapshot=record.snapshot_json, ended=record.ended)
         return Outcome("handled", "", session_id), self._then(lock, step, list(record.outbox))
 
     def start_timers(self) -> None:
@@ -969,14 +969,15 @@ class Dispatcher:
             if record is None or record.ended:
                 await self._release(lock)
                 return Outcome("ended", "", timer.session_id), None
-            step = self.runtime.handle(record.snapshot, self.runtime.timer_event(timer.key), self._clock())
+            event = self.runtime.timer_event(timer.key)
+            step = self.runtime.handle(record.snapshot_json, event, self._clock())
             step = replace(step, timers_cancel=(timer.key, *step.timers_cancel))
             try:
                 entries = await self._commit(lock, step, dedup=timer.dedup_key, event_type="timer")
             except DuplicateEventError:
                 # Already handled (by an instance that died before finishing it; the refused commit wrote
                 # nothing): just drop the timer.
-                await self.store.commit(lock, snapshot=record.snapshot, timers_cancel=[timer.key])
+                await self.store.commit(lock, snapshot=record.snapshot_json, timers_cancel=[timer.key])
                 await self._release(lock)
                 return Outcome("duplicate", "", timer.session_id), None
         except BaseException:

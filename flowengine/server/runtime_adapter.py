@@ -3,7 +3,8 @@ and commands into the plain data the dispatcher stores and executes (:class:`Run
 
 * callbacks are parsed with ``flowengine.catapult.events.parse_callback``; their route key is
   ``Engine.session_key``;
-* a session is stored as ``Session.to_json()`` and restored with ``Session.from_json``;
+* a session is stored as ``Session.to_bytes()`` (JSON text, encoded once per event and kept as it is by
+  the stores) and restored with ``Session.from_bytes``;
 * REST commands become ``{"kind": "rest", ...}`` outbox entries built from ``command.request(user_id)``; a
   creation without a ``callbackUrl`` gets this server's callback URL (with the callback credentials), so the
   events of every call, conference and message we create come back here;
@@ -20,6 +21,8 @@ import uuid
 from collections.abc import Mapping
 from typing import cast
 from urllib.parse import quote, urlsplit, urlunsplit
+
+import orjson
 
 from flowengine.catapult.events import CallbackEvent, UnknownEvent, parse_callback
 from flowengine.config import ServeConfig
@@ -38,7 +41,7 @@ from flowengine.server.dispatcher import (
     Routed,
     Step,
 )
-from flowengine.typing import JSONObject, Seconds
+from flowengine.typing import JSONObject, Seconds, SnapshotData
 
 _CREATIONS_WITH_CALLBACKS = {
     "createCall": "voice",
@@ -127,12 +130,12 @@ class EngineAdapter:
         session, commands = self._engine.start_outbound(flow, to, from_, variables, now)
         return self._step(session, commands)
 
-    def handle(self, snapshot: JSONObject, event: object, now: Seconds) -> Step:
+    def handle(self, snapshot: SnapshotData, event: object, now: Seconds) -> Step:
         if isinstance(event, CommandResult):
             quick = _gather_started(snapshot, event, now)
             if quick is not None:
                 return quick
-        session = Session.from_json(snapshot)
+        session = _restore(snapshot)
         commands = self._engine.handle(session, cast(Event, event), now)
         return self._step(session, commands)
 
@@ -161,11 +164,11 @@ class EngineAdapter:
             error=result.error,
         )
 
-    def cancel(self, snapshot: JSONObject, now: Seconds) -> Step:
+    def cancel(self, snapshot: SnapshotData, now: Seconds) -> Step:
         return self.handle(snapshot, Cancel(), now)
 
-    def describe(self, snapshot: JSONObject) -> JSONObject:
-        return self._engine.describe(Session.from_json(snapshot))
+    def describe(self, snapshot: SnapshotData) -> JSONObject:
+        return self._engine.describe(_restore(snapshot))
 
     # -------------------------------------------------------------------------------------- helpers
 
@@ -221,7 +224,7 @@ class EngineAdapter:
                 ended = True
         return Step(
             session_id=session.id,
-            snapshot=session.to_json(),
+            snapshot=session.to_bytes(),
             entries=entries,
             timers_set=timers_set,
             timers_cancel=timers_cancel,
@@ -233,7 +236,11 @@ class EngineAdapter:
         )
 
 
-def _gather_started(snapshot: JSONObject, result: CommandResult, now: Seconds) -> Step | None:
+def _restore(snapshot: SnapshotData) -> Session:
+    return Session.from_json(snapshot) if isinstance(snapshot, dict) else Session.from_bytes(snapshot)
+
+
+def _gather_started(stored: SnapshotData, result: CommandResult, now: Seconds) -> Step | None:
     """The step of a gather's id coming back from the API, made on the snapshot itself; None for any
     other result (those go through the engine).
 
@@ -241,7 +248,10 @@ def _gather_started(snapshot: JSONObject, result: CommandResult, now: Seconds) -
     new id beside the gather it waits for (``Engine`` ``on_result``). Doing that here spares restoring the
     session and saving it again; ``tests/server/test_runtime_adapter.py`` checks both give the same step.
     """
-    if result.error is not None or not result.resource_id or snapshot.get("ended"):
+    if result.error is not None or not result.resource_id:
+        return None
+    snapshot = stored if isinstance(stored, dict) else orjson.loads(stored)
+    if not isinstance(snapshot, dict) or snapshot.get("ended"):
         return None
     pending = snapshot.get("pending")
     entry = pending.get(result.command_id) if isinstance(pending, dict) else None
@@ -253,7 +263,7 @@ def _gather_started(snapshot: JSONObject, result: CommandResult, now: Seconds) -
     updated["updated_at"] = now
     return Step(
         session_id=str(snapshot["id"]),
-        snapshot=updated,
+        snapshot=orjson.dumps(updated),
         flow=str(snapshot["flow"]),
         state=str(snapshot["state"]),
     )

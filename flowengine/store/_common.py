@@ -12,7 +12,7 @@ import orjson
 
 from flowengine.errors import LockTimeoutError, StoreError
 from flowengine.store.base import Lock, OutboxEntry
-from flowengine.typing import JSONObject, Seconds
+from flowengine.typing import JSONObject, Seconds, SnapshotData
 
 T = TypeVar("T")
 
@@ -79,6 +79,17 @@ def dumps(value: JSONObject) -> str:
         return orjson.dumps(value).decode()
     except TypeError as exc:
         raise StoreError(f"cannot store a value that is not JSON: {exc}") from exc
+
+
+def snapshot_text(snapshot: SnapshotData) -> bytes | str:
+    """A snapshot as the stores keep it: JSON text. Encoded text is kept as it is (after a check of its
+    first character: the runtime encodes its snapshots once, and decoding them here to check would cost
+    what that saves); an object is serialised."""
+    if isinstance(snapshot, dict):
+        return dumps(snapshot)
+    if isinstance(snapshot, bytes | str) and snapshot[:1] in (b"{", "{"):
+        return snapshot
+    raise ValueError(f"a snapshot must be a JSON object or its JSON text, got {str(snapshot)[:40]!r}")
 
 
 def loads_object(text: str | bytes, what: str) -> JSONObject:

@@ -53,7 +53,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from flowengine.typing import JSONObject, Seconds
+import orjson
+
+from flowengine.errors import StoreError
+from flowengine.typing import JSONObject, Seconds, SnapshotData
 
 DEFAULT_LOCK_TTL: Seconds = 30.0
 """How long a lock lives unless renewed; an instance that dies holding it blocks its call this long at most."""
@@ -87,16 +90,35 @@ class OutboxEntry:
 class SessionRecord:
     """What a store holds for one session.
 
+    ``snapshot_json`` is the snapshot as stored (JSON text, bytes or str), ``snapshot`` the same decoded;
     ``version`` counts the commits (1 after the first); ``outbox`` lists the pending entries in the order
     they were committed; ``ended_at`` is the time the session ended, or ``None`` while it is live.
     """
 
     session_id: str
-    snapshot: JSONObject
+    snapshot_json: bytes | str
     version: int
     outbox: tuple[OutboxEntry, ...]
     updated_at: Seconds
     ended_at: Seconds | None = None
+
+    @property
+    def snapshot(self) -> JSONObject:
+        """The snapshot as a JSON object (decoded at each access; the object is the caller's).
+
+        Raises:
+            StoreError: the stored text is not a JSON object (corrupt).
+        """
+        try:
+            value = orjson.loads(self.snapshot_json)
+        except orjson.JSONDecodeError as exc:
+            raise StoreError(f"session {self.session_id!r} snapshot: stored JSON is corrupt: {exc}") from exc
+        if not isinstance(value, dict):
+            raise StoreError(
+                f"session {self.session_id!r} snapshot: stored JSON is a {type(value).__name__}, "
+                "expected an object"
+            )
+        return value
 
     @property
     def ended(self) -> bool:
@@ -228,7 +250,7 @@ class Store(Protocol):
         self,
         lock: Lock,
         *,
-        snapshot: JSONObject,
+        snapshot: SnapshotData,
         outbox: Sequence[OutboxEntry] = (),
         routes: Iterable[str] = (),
         unroutes: Iterable[str] = (),
@@ -244,7 +266,8 @@ class Store(Protocol):
 
         Args:
             lock: the session's lock, from ``acquire``; names the session.
-            snapshot: the session's new snapshot (replaces the old one).
+            snapshot: the session's new snapshot (replaces the old one): a JSON object, or one already
+                encoded as JSON text, stored as it is (``SessionRecord.snapshot_json`` gives it back).
             outbox: entries *appended* to the session's pending outbox (an entry with an id already pending
                 replaces it).
             routes: route keys to point at this session (a key pointing elsewhere is moved here).

@@ -20,6 +20,7 @@ from flowengine.store._common import (
     check_ttl,
     dumps,
     loads_object,
+    snapshot_text,
     wait_for,
     wait_for_lock,
 )
@@ -35,13 +36,13 @@ from flowengine.store.base import (
     SessionRecord,
     Timer,
 )
-from flowengine.typing import JSONObject, Seconds
+from flowengine.typing import Seconds, SnapshotData
 
 
 @dataclass(slots=True)
 class _Session:
     # Stored as JSON text, like the other stores, so callers never share mutable state with the store.
-    snapshot: str
+    snapshot: bytes | str
     version: int
     updated_at: Seconds
     ended_at: Seconds | None
@@ -220,7 +221,7 @@ class MemoryStore:
         self,
         lock: Lock,
         *,
-        snapshot: JSONObject,
+        snapshot: SnapshotData,
         outbox: Sequence[OutboxEntry] = (),
         routes: Iterable[str] = (),
         unroutes: Iterable[str] = (),
@@ -235,7 +236,7 @@ class MemoryStore:
         data = self._data()
         now = self._clock()
         held = self._check_fence(data, lock)
-        snapshot_text = dumps(snapshot)
+        stored = snapshot_text(snapshot)
         entries = [(entry.id, dumps(entry.command)) for entry in outbox]
         if dedup_key is not None and await self.seen(dedup_key):
             raise DuplicateEventError(f"session {lock.session_id!r}: event {dedup_key!r} was already handled")
@@ -245,7 +246,7 @@ class MemoryStore:
         if ended and ended_at is None:
             ended_at = now
         session = _Session(
-            snapshot=snapshot_text,
+            snapshot=stored,
             version=(previous.version if previous is not None else 0) + 1,
             updated_at=now,
             ended_at=ended_at,
@@ -355,7 +356,7 @@ def _entries(session_id: str, session: _Session) -> tuple[OutboxEntry, ...]:
 def _record(session_id: str, session: _Session) -> SessionRecord:
     return SessionRecord(
         session_id=session_id,
-        snapshot=loads_object(session.snapshot, f"session {session_id!r} snapshot"),
+        snapshot_json=session.snapshot,
         version=session.version,
         outbox=_entries(session_id, session),
         updated_at=session.updated_at,

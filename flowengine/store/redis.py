@@ -46,6 +46,7 @@ from flowengine.store._common import (
     check_ttl,
     dumps,
     loads_object,
+    snapshot_text,
     wait_for,
     wait_for_lock,
 )
@@ -61,7 +62,7 @@ from flowengine.store.base import (
     SessionRecord,
     Timer,
 )
-from flowengine.typing import JSONObject, Seconds
+from flowengine.typing import Seconds, SnapshotData
 
 T = TypeVar("T")
 
@@ -232,15 +233,15 @@ return 1
 """
 
 
-_Pending = tuple[tuple[str | int, ...], "asyncio.Future[Any]"]
+_Pending = tuple[tuple[str | bytes | int, ...], "asyncio.Future[Any]"]
 """A script call waiting to be sent: its command (EVALSHA and arguments) and its caller's future."""
 
 
-def _pack(command: tuple[str | int, ...]) -> bytes:
+def _pack(command: tuple[str | bytes | int, ...]) -> bytes:
     """A command in the Redis protocol (RESP), as redis-py packs it, in a third of its time."""
     out = [b"*%d\r\n" % len(command)]
     for arg in command:
-        data = arg.encode() if isinstance(arg, str) else b"%d" % arg
+        data = arg if isinstance(arg, bytes) else arg.encode() if isinstance(arg, str) else b"%d" % arg
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
 
@@ -284,7 +285,7 @@ def _record(
     ended_at = fields.get("ended_at")
     return SessionRecord(
         session_id=sid,
-        snapshot=loads_object(fields["snapshot"], f"session {sid!r} snapshot"),
+        snapshot_json=fields["snapshot"],
         version=int(fields["version"]),
         outbox=outbox,
         updated_at=float(fields["updated_at"]),
@@ -441,7 +442,7 @@ class RedisStore:
                     self._expired.add(task)
                     task.cancel()
 
-    async def _eval(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    async def _eval(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
         """Run a registered script by its digest; send its text if the server does not have it (restarted).
 
         Scripts asked for in one iteration of the event loop go out together (auto-pipelining): ``_flush``
@@ -673,7 +674,7 @@ class RedisStore:
         self,
         lock: Lock,
         *,
-        snapshot: JSONObject,
+        snapshot: SnapshotData,
         outbox: Sequence[OutboxEntry] = (),
         routes: Iterable[str] = (),
         unroutes: Iterable[str] = (),
@@ -701,9 +702,9 @@ class RedisStore:
             self._key("tdue"),
             self._key("lock:", sid),
         ]
-        args: list[str | int] = [
+        args: list[str | bytes | int] = [
             str(lock.token),
-            dumps(snapshot),
+            snapshot_text(snapshot),
             sid,
             self._prefix,
             int(ended),

@@ -35,6 +35,7 @@ from flowengine.store._common import (
     check_ttl,
     dumps,
     loads_object,
+    snapshot_text,
     wait_for,
     wait_for_lock,
 )
@@ -50,7 +51,7 @@ from flowengine.store.base import (
     SessionRecord,
     Timer,
 )
-from flowengine.typing import JSONObject, Seconds
+from flowengine.typing import Seconds, SnapshotData
 
 T = TypeVar("T")
 
@@ -456,7 +457,7 @@ class SQLiteStore:
         sid, snapshot, version, updated_at, ended_at = row
         return SessionRecord(
             session_id=sid,
-            snapshot=loads_object(snapshot, f"session {sid!r} snapshot"),
+            snapshot_json=snapshot,
             version=version,
             outbox=tuple(outbox),
             updated_at=updated_at,
@@ -497,7 +498,7 @@ class SQLiteStore:
         self,
         lock: Lock,
         *,
-        snapshot: JSONObject,
+        snapshot: SnapshotData,
         outbox: Sequence[OutboxEntry] = (),
         routes: Iterable[str] = (),
         unroutes: Iterable[str] = (),
@@ -510,7 +511,7 @@ class SQLiteStore:
         sid = lock.session_id
         check_changes(sid, outbox, timers_set or {})
         done_rows = [(sid, entry_id) for entry_id in done]
-        snapshot_text = dumps(snapshot)
+        stored = snapshot_text(snapshot)
         entries = [(sid, entry.id, dumps(entry.command)) for entry in outbox]
         route_rows = [(key, sid) for key in routes]
         unroute_rows = [(key, sid) for key in unroutes]
@@ -539,7 +540,7 @@ class SQLiteStore:
             updated = conn.execute(
                 "UPDATE sessions SET snapshot = ?, version = version + 1, updated_at = ?, "
                 f"ended_at = COALESCE(ended_at, ?) WHERE id = ? AND {_VISIBLE} RETURNING version, ended_at",
-                (snapshot_text, now, now if ended else None, sid, now - self._retention),
+                (stored, now, now if ended else None, sid, now - self._retention),
             ).fetchall()
             if updated:
                 [(version, ended_at)] = updated
@@ -552,7 +553,7 @@ class SQLiteStore:
                 conn.execute(
                     "INSERT OR REPLACE INTO sessions (id, snapshot, version, updated_at, ended_at) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (sid, snapshot_text, version, now, ended_at),
+                    (sid, stored, version, now, ended_at),
                 )
             if entries:
                 # REPLACE: an entry with an id already pending is replaced, and moves to the end (new seq).

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import orjson
+
 from flowengine.flow import vocabulary
 from flowengine.flow.model import END, Flow, State, Transition
 from flowengine.testing.harness import Visit
@@ -186,8 +188,13 @@ def _handler(report: FlowCoverage, flow: Flow, state: State, event: str, visit: 
             return
 
 
-def legs_of(snapshot: Mapping[str, object]) -> dict[str, str]:
-    """The legs (role -> call id) a runtime snapshot records, when it records them under ``legs``."""
+def legs_of(snapshot: Mapping[str, object] | bytes | str) -> dict[str, str]:
+    """The legs (role -> call id) a runtime snapshot (an object or its JSON text) records, when it records
+    them under ``legs``."""
+    if isinstance(snapshot, bytes | str):
+        snapshot = orjson.loads(snapshot)
+        if not isinstance(snapshot, dict):
+            return {}
     legs = snapshot.get("legs")
     if isinstance(legs, dict):
         return {str(role): str(call) for role, call in legs.items() if isinstance(call, str)}

@@ -37,7 +37,7 @@ from flowengine.sim.rest import ApiRequest, Reply, Route
 from flowengine.sim.simulator import Simulator
 from flowengine.testing.record import CallRecorder
 from flowengine.testing.scenario import CannedResponse, Phone
-from flowengine.typing import JSON, JSONObject, Seconds
+from flowengine.typing import JSON, JSONObject, Seconds, SnapshotData
 
 USER_ID = "u-scenario"
 """The simulated account every scenario runs on."""
@@ -72,7 +72,7 @@ class Visit:
 
 @dataclass(slots=True)
 class _Session:
-    snapshot: JSONObject
+    snapshot: SnapshotData
     flow: str
     state: str
     ended: bool = False

@@ -17,7 +17,7 @@ from typing import TextIO
 import orjson
 
 from flowengine.errors import FlowEngineError, FlowError
-from flowengine.typing import JSON, JSONObject
+from flowengine.typing import JSON, JSONObject, SnapshotData
 
 _ID = re.compile(r"/(?:c|b|conf|m|rec|t|member|g|a|n|ev)-[A-Za-z0-9-]+")
 _VOLATILE = frozenset({"tag", "callbackUrl", "fallbackUrl", "callbackHttpMethod", "callbackTimeout"})
@@ -72,7 +72,7 @@ def replay_file(path: str, flow_path: str) -> ReplayReport:
     flows = default_flow_loader(flow_path)
     runtime = default_runtime_factory(flows, {})
     report = ReplayReport()
-    snapshot: JSONObject | None = None
+    snapshot: SnapshotData | None = None
     for index, line in enumerate(lines, start=1):
         event_data = line.get("event")
         if not isinstance(event_data, dict):

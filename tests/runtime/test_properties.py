@@ -156,6 +156,7 @@ def _events(driver: Driver, draw: Any) -> list[object]:
 def _check_round_trip(session: Session) -> None:
     restored = Session.from_json(json.loads(json.dumps(session.to_json())))
     assert restored == session
+    assert Session.from_bytes(session.to_bytes()) == session  # the form the stores keep
 
 
 @pytest.mark.parametrize("name", sorted(FLOWS))

@@ -23,7 +23,7 @@ from flowengine.errors import CatapultError
 from flowengine.flow.model import Flow, State
 from flowengine.server.dispatcher import BadCallback, HttpResult, NoSuchFlow, Routed, Step
 from flowengine.store import MemoryBackend
-from flowengine.typing import JSONObject
+from flowengine.typing import JSONObject, SnapshotData
 
 USER = "u-test"
 OUR_NUMBER = "+15550000001"
@@ -178,8 +178,8 @@ class EchoRuntime:
             snapshot, entries=[rest("POST", "/calls", {"from": from_, "to": to, "tag": sid}, "dial")]
         )
 
-    def handle(self, snapshot: JSONObject, event: object, now: float) -> Step:
-        snapshot = orjson.loads(orjson.dumps(snapshot))
+    def handle(self, stored: SnapshotData, event: object, now: float) -> Step:
+        snapshot = as_object(stored)
         seen = snapshot["seen"]
         assert isinstance(seen, list)
         sid = str(snapshot["id"])
@@ -261,10 +261,11 @@ class EchoRuntime:
     def http_event(self, entry: JSONObject, result: HttpResult) -> object:
         return HttpDone(result.status, result.json, result.error)
 
-    def cancel(self, snapshot: JSONObject, now: float) -> Step:
+    def cancel(self, snapshot: SnapshotData, now: float) -> Step:
         return self.handle(snapshot, "cancel", now)
 
-    def describe(self, snapshot: JSONObject) -> JSONObject:
+    def describe(self, stored: SnapshotData) -> JSONObject:
+        snapshot = as_object(stored)
         return {
             "flow": snapshot["flow"],
             "state": snapshot["state"],
@@ -328,3 +329,10 @@ def dtmf(call_id: str, digit: str, n: int = 0) -> JSONObject:
         "dtmfDigit": digit,
         "time": f"2012-11-14T16:22:{n:02d}.000Z",
     }
+
+
+def as_object(snapshot: SnapshotData) -> JSONObject:
+    """A snapshot as the store gave it back (JSON text or an object), as a new object."""
+    value = orjson.loads(snapshot if isinstance(snapshot, bytes | str) else orjson.dumps(snapshot))
+    assert isinstance(value, dict)
+    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from flowengine.config import ServeConfig
@@ -12,7 +13,7 @@ from flowengine.flow.pipeline import read_flow
 from flowengine.runtime.events import CommandFailure, CommandResult
 from flowengine.runtime.session import Session
 from flowengine.server.runtime_adapter import EngineAdapter
-from flowengine.typing import JSONObject
+from flowengine.typing import JSONObject, SnapshotData
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +25,7 @@ def adapter() -> EngineAdapter:
     return EngineAdapter({flow.name: flow}, config, environ={})
 
 
-def _waiting_in_menu(adapter: EngineAdapter) -> tuple[JSONObject, str]:
+def _waiting_in_menu(adapter: EngineAdapter) -> tuple[SnapshotData, str]:
     """A session of the IVR whose menu gather was just requested; returns (snapshot, gather command id)."""
     flow = read_flow(ROOT / "flows" / "ivr.yaml")
     routed = adapter.parse(
@@ -39,15 +40,26 @@ def _waiting_in_menu(adapter: EngineAdapter) -> tuple[JSONObject, str]:
             command_id = gathers[0]["command_id"]
             assert isinstance(command_id, str)
             return snapshot, command_id
-        busy = Session.from_json(snapshot).busy or {}
+        busy = Session.from_bytes(_text(snapshot)).busy or {}
         done = {"eventType": "speak", "callId": "c-1", "status": "done", "tag": next(iter(busy.values()))}
         step = adapter.handle(snapshot, adapter.parse(done).event, 2.0)
         snapshot = step.snapshot
     raise AssertionError("the IVR never asked for a gather")
 
 
-def _through_engine(adapter: EngineAdapter, snapshot: JSONObject, event: object, now: float) -> JSONObject:
-    session = Session.from_json(snapshot)
+def _text(snapshot: SnapshotData) -> bytes | str:
+    assert isinstance(snapshot, bytes | str), "the adapter hands snapshots over as JSON text"
+    return snapshot
+
+
+def _decoded(snapshot: SnapshotData) -> JSONObject:
+    value = orjson.loads(_text(snapshot))
+    assert isinstance(value, dict)
+    return value
+
+
+def _through_engine(adapter: EngineAdapter, snapshot: SnapshotData, event: object, now: float) -> JSONObject:
+    session = Session.from_bytes(_text(snapshot))
     adapter._engine.handle(session, event, now)
     return session.to_json()
 
@@ -57,20 +69,20 @@ def test_a_gather_id_gives_the_same_snapshot_as_the_engine(
 ) -> None:
     snapshot, command_id = _waiting_in_menu(adapter)
     result = CommandResult(command_id, "g-42")
-    restored: list[JSONObject] = []
-    original = Session.from_json
-    monkeypatch.setattr(Session, "from_json", lambda data: restored.append(data) or original(data))
+    restored: list[object] = []
+    original = Session.from_bytes
+    monkeypatch.setattr(Session, "from_bytes", lambda text: restored.append(text) or original(text))
 
     step = adapter.handle(snapshot, result, 5.0)
 
     assert restored == [], "the quick path restores no session"
     monkeypatch.undo()
 
-    assert step.snapshot == _through_engine(adapter, snapshot, result, 5.0)
-    assert step.snapshot["pending"][command_id][2] == "g-42"  # type: ignore[index]
+    assert _decoded(step.snapshot) == _through_engine(adapter, snapshot, result, 5.0)
+    assert _decoded(step.snapshot)["pending"][command_id][2] == "g-42"  # type: ignore[index]
     assert not step.entries
     assert not step.ended
-    assert snapshot["pending"][command_id][2] == ""  # type: ignore[index]  # the input is left alone
+    assert _decoded(snapshot)["pending"][command_id][2] == ""  # type: ignore[index]  # the input is left alone
 
 
 def test_a_failed_gather_goes_through_the_engine(adapter: EngineAdapter) -> None:
@@ -82,5 +94,5 @@ def test_a_failed_gather_goes_through_the_engine(adapter: EngineAdapter) -> None
 
     step = adapter.handle(snapshot, result, 5.0)
 
-    assert step.snapshot == _through_engine(adapter, snapshot, result, 5.0)
-    assert command_id not in (step.snapshot.get("pending") or {})
+    assert _decoded(step.snapshot) == _through_engine(adapter, snapshot, result, 5.0)
+    assert command_id not in (_decoded(step.snapshot).get("pending") or {})

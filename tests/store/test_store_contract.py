@@ -84,6 +84,32 @@ class TestCommitAndLoad:
         assert await store.load(SID) is None
         assert await store.lookup("call:c-1") is None
 
+    async def test_a_snapshot_given_as_json_text_is_kept_as_it_is(self, store: Store) -> None:
+        await _commit(store, snapshot=b'{"state":"menu","n":1}')
+        record = await store.load(SID)
+        assert record is not None
+        stored = record.snapshot_json
+        assert (stored.encode() if isinstance(stored, str) else stored) == b'{"state":"menu","n":1}'
+        assert record.snapshot == {"state": "menu", "n": 1}
+
+        await _commit(store, snapshot='{"state":"end"}')
+        again = await store.load(SID)
+        assert again is not None
+        assert again.snapshot == {"state": "end"}
+        assert again.version == 2
+
+    @pytest.mark.parametrize("text", [b"[1, 2]", b"", "null", b"not json"])
+    async def test_json_text_that_is_not_an_object_is_refused_and_nothing_is_written(
+        self, store: Store, text: bytes | str
+    ) -> None:
+        lock = await store.acquire(SID, owner="a")
+        with pytest.raises(ValueError, match="snapshot must be a JSON object"):
+            await store.commit(lock, snapshot=text, routes=["call:c-1"])
+        await store.release(lock)
+
+        assert await store.load(SID) is None
+        assert await store.lookup("call:c-1") is None
+
     async def test_a_refused_commit_writes_nothing_at_all(self, store: Store) -> None:
         await _commit(store, snapshot={"n": 1}, dedup_key="ev-1")
         lock = await store.acquire(SID, owner="a")

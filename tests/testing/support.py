@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from flowengine.errors import CatapultError
 from flowengine.flow.model import Flow, Menu, Prompt, State, Transition
 from flowengine.server.dispatcher import HttpResult, Routed, Step
-from flowengine.typing import JSONObject, Seconds
+from flowengine.typing import JSONObject, Seconds, SnapshotData
 
 USER = "u-scenario"
 NUMBER = "+19195551212"
@@ -95,8 +97,8 @@ class FakeRuntime:
         body = {"from": from_, "to": to, "callbackUrl": "http://x.test/cb", "tag": "s-out"}
         return self._step(snapshot, [_rest("POST", "/calls", body, "create-caller")])
 
-    def handle(self, snapshot: JSONObject, event: object, now: Seconds) -> Step:
-        snap = dict(snapshot)
+    def handle(self, snapshot: SnapshotData, event: object, now: Seconds) -> Step:
+        snap = as_object(snapshot)
         call = str(snap["call"])
         state = snap["state"]
         if isinstance(event, tuple) and event[0] == "result":
@@ -176,11 +178,11 @@ class FakeRuntime:
     def http_event(self, entry: JSONObject, result: HttpResult) -> object:
         return result
 
-    def cancel(self, snapshot: JSONObject, now: Seconds) -> Step:
-        return self._step(dict(snapshot), [], ended=True)
+    def cancel(self, snapshot: SnapshotData, now: Seconds) -> Step:
+        return self._step(as_object(snapshot), [], ended=True)
 
-    def describe(self, snapshot: JSONObject) -> JSONObject:
-        return dict(snapshot)
+    def describe(self, snapshot: SnapshotData) -> JSONObject:
+        return as_object(snapshot)
 
     def _step(
         self,
@@ -214,3 +216,10 @@ def fake_loader(path: str) -> Mapping[str, Flow]:
     if not Path(path).is_file():
         raise OSError(f"no such file: {path}")
     return {"fake-menu": menu_flow()}
+
+
+def as_object(snapshot: SnapshotData) -> JSONObject:
+    """A snapshot as the harness or a store gave it back (JSON text or an object), as a new object."""
+    value = orjson.loads(snapshot if isinstance(snapshot, bytes | str) else orjson.dumps(snapshot))
+    assert isinstance(value, dict)
+    return value
