@@ -35,7 +35,7 @@ import orjson
 import structlog
 from multidict import CIMultiDict
 
-from flowengine.catapult.transport import ConnectError, HttpTransport, TransportError
+from flowengine.catapult.transport import ConnectError, HeaderBlock, HttpTransport, TransportError
 from flowengine.errors import (
     CatapultAPIError,
     CatapultConnectionError,
@@ -106,9 +106,17 @@ class Response:
         return location_id(location)
 
 
+# A Location whose path urlsplit would return as it is: an absolute path, or http(s)://host + one; printable
+# ASCII with no query, fragment or IPv6 brackets. Anything else goes through urlsplit.
+_PLAIN_LOCATION = re.compile(
+    r"(?:https?://[^/?#\[\]\x00-\x20\x7f-\U0010ffff]*)?((?:/(?!/)[^?#\x00-\x20\x7f-\U0010ffff]*)?)"
+)
+
+
 def location_id(location: str) -> str:
     """The last path segment of a ``Location`` header value, e.g. ``c-123`` for ``/v1/users/u/calls/c-123``."""
-    path = urlsplit(location).path.rstrip("/")
+    plain = _PLAIN_LOCATION.fullmatch(location)
+    path = (plain.group(1) if plain is not None else urlsplit(location).path).rstrip("/")
     return path.rsplit("/", 1)[-1] if path else ""
 
 
@@ -167,7 +175,8 @@ def is_safe_to_repeat(method: str, path: str, body: JSON) -> bool:
     method = method.upper()
     if method in ("GET", "HEAD", "PUT", "DELETE"):
         return True
-    if method != "POST" or not _STATE_SETTING.match(path):
+    # _STATE_SETTING's paths have 2 or 4 slashes: most others (audio, gather, dtmf...) need no regex.
+    if method != "POST" or path.count("/") not in (2, 4) or not _STATE_SETTING.match(path):
         return False
     return not (isinstance(body, dict) and body.get("state") == "transferring")
 
@@ -217,9 +226,13 @@ class CatapultClient:
         self._transport = session if isinstance(session, HttpTransport) else None
         self.user_id = user_id
         self._authorization = _basic_auth(token, secret)
+        self._plain_block = HeaderBlock({"Authorization": self._authorization})
+        self._json_block = HeaderBlock(
+            {"Authorization": self._authorization, "Content-Type": "application/json"}
+        )
         self.base_url = _check_base_url(base_url)
         self._user_url = f"{self.base_url}/users/{_seg(user_id)}"
-        self._user_prefixes = (f"/v1/users/{_seg(user_id)}", f"/users/{_seg(user_id)}")
+        self._user_prefixes = (f"/v1/users/{_seg(user_id)}/", f"/users/{_seg(user_id)}/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._timeout_seconds = timeout
         self.retry = retry if retry is not None else RetryPolicy()
@@ -666,13 +679,13 @@ class CatapultClient:
 
     def _relative_path(self, path: str) -> str:
         for prefix in self._user_prefixes:
-            if path.startswith(prefix + "/"):
-                path = path[len(prefix) :]
+            if path.startswith(prefix):
+                path = path[len(prefix) - 1 :]
                 break
         else:
             if path.startswith(("/v1/", "/users/")):
                 raise ValueError(f"path {path!r} does not belong to user {self.user_id!r}")
-        if not path.startswith("/") or ".." in path.split("/"):
+        if not path.startswith("/") or (".." in path and ".." in path.split("/")):
             raise ValueError(f"path {path!r} is not an API path")
         return path
 
@@ -722,16 +735,21 @@ class CatapultClient:
     ) -> Response:
         # ``root``: the few resources the API keeps outside the user (availableNumbers, numberInfo).
         url = (self.base_url if root else self._user_url) + path
-        # Passed to each log call rather than bound up front: binding costs on the hot, silent success path.
-        context = {"operation": operation, "method": method, "url": url}
-        request_headers = {"Authorization": self._authorization}
         payload: bytes | None = data
-        if data is None and (json is not None or method in ("POST", "PATCH")):
+        is_json = data is None and (json is not None or method in ("POST", "PATCH"))
+        if is_json:
             payload = orjson.dumps(json if json is not None else {})
-            request_headers["Content-Type"] = "application/json"
-        if headers:
-            request_headers.update(headers)
         transport = self._transport
+        request_headers: Mapping[str, str] | HeaderBlock
+        if transport is not None and not headers:
+            # Checked and formatted once, in __init__.
+            request_headers = self._json_block if is_json else self._plain_block
+        else:
+            request_headers = {"Authorization": self._authorization}
+            if is_json:
+                request_headers["Content-Type"] = "application/json"
+            if headers:
+                request_headers.update(headers)
         kwargs: dict[str, Any] = {}
         if transport is None:
             kwargs = {"timeout": self._timeout, "headers": request_headers}
@@ -758,7 +776,7 @@ class CatapultClient:
                     raw = reply.body
                     status = reply.status
                     response_headers = reply.headers
-                    content_type = reply.content_type
+                    content_type = reply.content_type if raw else ""
                 else:
                     assert self._session is not None
                     async with self._session.request(method, url, **kwargs) as http_response:
@@ -769,6 +787,7 @@ class CatapultClient:
             except (aiohttp.ClientError, TransportError, TimeoutError) as exc:
                 elapsed = time.perf_counter() - started
                 self._observe(operation, "connection-error", elapsed)
+                context = {"operation": operation, "method": method, "url": url}
                 reason = _connection_reason(exc)
                 # A connection that never opened carried nothing: repeating it is safe for any operation.
                 safe = idempotent or isinstance(exc, (aiohttp.ClientConnectorError, ConnectError))
@@ -781,12 +800,18 @@ class CatapultClient:
                     continue
                 _log.error("catapult.connection_failed", **context, attempt=attempt, reason=reason)
                 raise CatapultConnectionError(method, url, reason) from exc
-            self._observe(operation, str(status), time.perf_counter() - started)
-            body = _decode(raw, content_type)
+            observer = self._observer
+            if observer is not None:
+                observer(operation, str(status), time.perf_counter() - started)
+            body = _decode(raw, content_type) if raw else None
             if status < 400:
-                _log.debug("catapult.ok", **context, status=status, attempt=attempt)
-                return Response(status=status, headers=response_headers, body=body, raw=raw)
+                _log.debug(
+                    "catapult.ok", operation=operation, method=method, url=url, status=status, attempt=attempt
+                )
+                return Response(status, response_headers, body, raw)
 
+            # Built here, not up front: the success path above logs nothing at the usual levels.
+            context = {"operation": operation, "method": method, "url": url}
             error = _error_fields(body)
             code = error["code"]
             if status == 429 or (status == 403 and code in RATE_LIMIT_CODES):

@@ -8,9 +8,11 @@ streaming, tracing); :class:`HttpTransport` does only what the client needs:
 * one pool per origin (scheme, host, port), at most ``limit`` connections each, FIFO waiters when all are
   busy, idle connections reused most recently used first and closed after ``keepalive_timeout`` seconds idle;
 * TLS for ``https`` (the default context unless one is given; SNI is the host);
-* requests with ``Host``, ``Content-Length`` and the given headers; whole-body responses framed by
-  ``Content-Length``, chunked encoding or the end of the connection, up to ``max_body`` bytes;
-* a total timeout per request; a connection that timed out, failed or was cancelled is closed, never reused.
+* requests with ``Host``, ``Content-Length`` and the given headers (a :class:`HeaderBlock` checks and formats
+  the ones a caller sends every time once); whole-body responses framed by ``Content-Length``, chunked
+  encoding or the end of the connection, up to ``max_body`` bytes;
+* a total timeout per request (requests that share a timeout share one timer); a connection that timed out,
+  failed or was cancelled is closed, never reused.
 
 Errors say whether anything was sent: :class:`ConnectError` (the connection could not be opened; repeating the
 request is safe) or :class:`RequestError` (the request may have reached the server). A timeout raises
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,6 +89,40 @@ class PoolStats:
     waiting: int
 
 
+class HeaderBlock:
+    """Request headers checked and formatted once, for a caller that sends the same ones with many requests.
+
+    Raises:
+        ValueError: a header the transport sets itself, or one that cannot be sent as given.
+    """
+
+    __slots__ = ("lines",)
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self.lines: Final = _header_lines(headers)
+
+    def __repr__(self) -> str:
+        names = [line.split(":", 1)[0] for line in self.lines.split("\r\n") if line]
+        return f"HeaderBlock({names!r})"
+
+
+def _header_lines(headers: Mapping[str, str]) -> str:
+    """``Name: value\\r\\n`` for each header, checked: ValueError for those that cannot be sent."""
+    lines = []
+    for name, value in headers.items():
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"the transport sets the {name} header itself")
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+            raise ValueError(f"header {name!r} cannot be sent as given")
+        line = f"{name}: {value}\r\n"
+        try:
+            line.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"header {name!r} is not Latin-1 text") from None
+        lines.append(line)
+    return "".join(lines)
+
+
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: sends a request, parses its response with llhttp, one request at a time."""
 
@@ -96,9 +133,11 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.lost: asyncio.Future[None] = pool.loop.create_future()
         self.idle_since = 0.0
+        self.sent = 0  # requests sent on this connection: the number that waiting() and time_out() take
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self._head_request = False
         self._headers: list[tuple[str, str]] = []
+        self._header_map: CIMultiDict[str] | None = None
         self._chunks: list[bytes] = []
         self._size = 0
         self._head_size = 0
@@ -119,12 +158,26 @@ class _Connection(asyncio.Protocol):
             raise RequestError("the connection closed before the request could be sent")
         waiter: asyncio.Future[HttpResponse] = self._pool.loop.create_future()
         self._waiter = waiter
+        self.sent += 1
         self._head_request = head_request
         self.reusable = False
         self._headers_done = False
         self._error = None
         self.transport.write(data)
         return waiter
+
+    def waiting(self, request: int) -> bool:
+        """Whether request number ``request`` (the value of ``sent`` after it) still waits for its response."""
+        waiter = self._waiter
+        return request == self.sent and waiter is not None and not waiter.done()
+
+    def time_out(self, request: int) -> None:
+        """Request number ``request`` ran out of time: it fails with TimeoutError, the connection is aborted."""
+        waiter = self._waiter
+        if request == self.sent and waiter is not None and not waiter.done():
+            self._waiter = None
+            waiter.set_exception(TimeoutError())
+            self.abort()
 
     def close(self) -> None:
         """Close gracefully (an idle connection)."""
@@ -187,7 +240,11 @@ class _Connection(asyncio.Protocol):
     def _complete(self) -> None:
         waiter = self._waiter
         self._waiter = None
-        response = HttpResponse(self._status, CIMultiDict(self._headers), b"".join(self._chunks))
+        headers = self._header_map
+        if headers is None:
+            headers = CIMultiDict(self._headers)
+        self._header_map = None
+        response = HttpResponse(self._status, headers, b"".join(self._chunks))
         self._chunks = []
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
@@ -198,6 +255,7 @@ class _Connection(asyncio.Protocol):
         if self._waiter is None:
             raise RequestError("a response nobody asked for")
         self._headers = []
+        self._header_map = None
         self._chunks = []
         self._size = 0
         self._head_size = 0
@@ -220,7 +278,7 @@ class _Connection(asyncio.Protocol):
             raise self._error
         if status < 200:
             return
-        headers = CIMultiDict(self._headers)
+        headers = self._header_map = CIMultiDict(self._headers)
         length = headers.get("Content-Length")
         limit = self._pool.max_body
         if length is not None and length.strip().isdigit() and int(length) > limit:
@@ -273,6 +331,8 @@ class _Pool:
         self.port = port
         self.ssl = ssl_context
         self.host_header = host_header
+        # What follows the target in every request line and head: the version, Host and the fixed headers.
+        self.head_tail = f" HTTP/1.1\r\nHost: {host_header}\r\n{_FIXED_HEADERS}"
         self.limit = owner.limit
         self.keepalive = owner.keepalive_timeout
         self.max_body = owner.max_body
@@ -286,8 +346,11 @@ class _Pool:
     def open(self) -> int:
         return len(self.idle) + len(self.busy) + self.opening
 
-    async def acquire(self) -> _Connection:
+    def take(self) -> _Connection | None:
+        """An idle connection that can be reused at once (the most recently used), or None."""
         idle = self.idle
+        if not idle:
+            return None
         now = self.loop.time()
         while idle:
             conn = idle.pop()
@@ -295,6 +358,13 @@ class _Pool:
                 self.busy.add(conn)
                 return conn
             conn.close()
+        return None
+
+    async def acquire(self) -> _Connection:
+        """A connection: an idle one, one handed over by a finished request, or a new one."""
+        conn = self.take()
+        if conn is not None:
+            return conn
         if self.open >= self.limit or self.waiters:
             waiter: asyncio.Future[_Connection | None] = self.loop.create_future()
             self.waiters.append(waiter)
@@ -302,10 +372,13 @@ class _Pool:
             try:
                 handed = await waiter
             except BaseException:
-                if not waiter.done():
+                if not waiter.done() or waiter.cancelled():
+                    # Cancelled (a timeout cancels the task, which cancels the waiter first): out of the
+                    # line now, not when a released connection skips it.
                     waiter.cancel()
-                    self.waiters.remove(waiter)
-                elif not waiter.cancelled() and waiter.exception() is None:
+                    with contextlib.suppress(ValueError):  # already taken out by release() or _wake()
+                        self.waiters.remove(waiter)
+                elif waiter.exception() is None:
                     # Woken and cancelled in the same turn: pass on what we were given.
                     given = waiter.result()
                     if given is not None:
@@ -454,6 +527,10 @@ class HttpTransport:
         self.max_body = max_body
         self._ssl_context = ssl_context
         self._pools: dict[str, _Pool] = {}
+        self._last_route: tuple[str, _Pool] | None = None  # (origin + "/", its pool)
+        # In-flight requests by deadline, for the deadlines that come in order (see _watch).
+        self._deadlines: collections.deque[tuple[float, _Connection, int]] = collections.deque()
+        self._deadline_timer: asyncio.TimerHandle | None = None
         self.closed = False
 
     async def __aenter__(self) -> HttpTransport:
@@ -471,7 +548,7 @@ class HttpTransport:
         method: str,
         url: str,
         *,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | HeaderBlock | None = None,
         body: bytes | None = None,
         params: Mapping[str, str] | None = None,
         timeout: float | None = None,
@@ -480,7 +557,8 @@ class HttpTransport:
 
         ``url`` is absolute (``http://`` or ``https://``) with its path already percent-encoded; ``params`` are
         urlencoded onto its query. ``Host`` and ``Content-Length`` come from the transport; given
-        ``Host``, ``Content-Length``, ``Transfer-Encoding`` or ``Connection`` headers are refused.
+        ``Host``, ``Content-Length``, ``Transfer-Encoding`` or ``Connection`` headers are refused. A caller
+        that sends the same headers with many requests can check them once as a :class:`HeaderBlock`.
 
         Raises:
             ConnectError: the connection could not be opened; nothing was sent.
@@ -491,37 +569,85 @@ class HttpTransport:
         """
         if self.closed:
             raise RuntimeError("the HTTP transport is closed")
+        loop = self.loop
+        deadline = loop.time() + (self.timeout if timeout is None else timeout)
         pool, target = self._route(url)
         if params:
             target += ("&" if "?" in target else "?") + urlencode(params)
-        lines = [f"{method} {target} HTTP/1.1\r\nHost: {pool.host_header}\r\n{_FIXED_HEADERS}"]
-        if headers:
-            for name, value in headers.items():
-                if name.lower() in _RESERVED_HEADERS:
-                    raise ValueError(f"the transport sets the {name} header itself")
-                if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-                    raise ValueError(f"header {name!r} cannot be sent as given")
-                lines.append(f"{name}: {value}\r\n")
-        if body:
-            lines.append(f"Content-Length: {len(body)}\r\n\r\n")
-        elif method in _BODY_METHODS:
-            lines.append("Content-Length: 0\r\n\r\n")
+        if headers is None:
+            lines = ""
+        elif isinstance(headers, HeaderBlock):
+            lines = headers.lines
         else:
-            lines.append("\r\n")
-        head = "".join(lines).encode("latin-1")
-        data = head + body if body else head
-        async with asyncio.timeout(self.timeout if timeout is None else timeout):
-            conn = await pool.acquire()
-            try:
-                response = await conn.send(data, method == "HEAD")
-            except BaseException:
-                pool.discard(conn)
-                raise
+            lines = _header_lines(headers)
+        if body:
+            head = f"{method} {target}{pool.head_tail}{lines}Content-Length: {len(body)}\r\n\r\n"
+            data = head.encode("latin-1") + body
+        elif method in _BODY_METHODS:
+            data = f"{method} {target}{pool.head_tail}{lines}Content-Length: 0\r\n\r\n".encode("latin-1")
+        else:
+            data = f"{method} {target}{pool.head_tail}{lines}\r\n".encode("latin-1")
+        conn = pool.take()
+        if conn is None:
+            # Waiting for a connection and opening one count in the request's time.
+            async with asyncio.timeout_at(deadline):
+                conn = await pool.acquire()
+        try:
+            waiter = conn.send(data, method == "HEAD")
+            self._watch(deadline, conn)
+            response = await waiter
+        except BaseException:
+            pool.discard(conn)
+            raise
         pool.release(conn)
         return response
 
+    def _watch(self, deadline: float, conn: _Connection) -> None:
+        """Time out the request just sent on ``conn`` if no response has come by ``deadline``.
+
+        Cheaper than an ``asyncio.timeout`` per request: deadlines that come in order (the same timeout for
+        every request) wait in one queue behind one timer, and the answered ones at its head are dropped as
+        new ones arrive. Only a deadline earlier than the last one queued gets a timer of its own.
+        """
+        request = conn.sent
+        pending = self._deadlines
+        if pending and deadline < pending[-1][0]:
+            self.loop.call_at(deadline, conn.time_out, request)
+            return
+        while pending and not pending[0][1].waiting(pending[0][2]):
+            pending.popleft()
+        pending.append((deadline, conn, request))
+        if self._deadline_timer is None:
+            self._deadline_timer = self.loop.call_at(pending[0][0], self._expire_requests)
+
+    def _expire_requests(self) -> None:
+        self._deadline_timer = None
+        # A timer may run a little early (uvloop counts in milliseconds): what is due within 1 ms is due.
+        due = self.loop.time() + 0.001
+        pending = self._deadlines
+        while pending:
+            deadline, conn, request = pending[0]
+            if conn.waiting(request):
+                if deadline > due:
+                    self._deadline_timer = self.loop.call_at(deadline, self._expire_requests)
+                    return
+                conn.time_out(request)
+            pending.popleft()
+
     def _route(self, url: str) -> tuple[_Pool, str]:
         """The pool of the URL's origin and the request target (path and query)."""
+        # The last origin used, first: the API client sends every request to one origin.
+        last = self._last_route
+        if last is not None and url.startswith(last[0]):
+            target = url[len(last[0]) - 1 :]
+            if (
+                target.isascii()
+                and "#" not in target
+                and " " not in target
+                and "\r" not in target
+                and "\n" not in target
+            ):
+                return last[1], target
         if url.startswith("http://"):
             start = 7
         elif url.startswith("https://"):
@@ -545,6 +671,7 @@ class HttpTransport:
         pool = self._pools.get(origin)
         if pool is None:
             pool = self._new_pool(origin)
+        self._last_route = (origin + "/", pool)
         return pool, target
 
     def _new_pool(self, origin: str) -> _Pool:
@@ -571,6 +698,10 @@ class HttpTransport:
         if self.closed:
             return
         self.closed = True
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        self._deadlines.clear()
         pending: list[asyncio.Future[None]] = []
         for pool in self._pools.values():
             pending += pool.close()

@@ -607,3 +607,104 @@ class TestExecute:
         from flowengine.catapult.client import is_safe_to_repeat
 
         assert is_safe_to_repeat(method, path, body) is safe
+
+
+def _location_id_by_urlsplit(location: str) -> str:
+    """What location_id returned before its fast path: the reference it must agree with."""
+    from urllib.parse import urlsplit
+
+    path = urlsplit(location).path.rstrip("/")
+    return path.rsplit("/", 1)[-1] if path else ""
+
+
+class TestHotPath:
+    @pytest.mark.parametrize(
+        "location",
+        [
+            "",
+            "/",
+            "c-1",
+            "/v1/users/u/calls/c-1",
+            "/v1/users/u/calls/c-1/",
+            "https://api.example/v1/users/u/calls/c-1",
+            "http://api.example:8080/v1/calls/c-1",
+            "https://api.example",
+            "https://api.example/",
+            "https://api.example//calls/c-1",
+            "https://user@api.example/calls/c-1",
+            "https://[::1]:8080/calls/c-1",
+            "HTTPS://API.EXAMPLE/calls/c-1",
+            "/calls/c-1?page=2",
+            "/calls/c-1#frag",
+            "/calls/c-1/?x=/y",
+            "//api.example/calls/c-1",
+            "//api.example",
+            " /calls/c-1 ",
+            "/calls/c-\t1",
+            "/calls/c\u00e9-1",
+            "ftp://api.example/calls/c-1",
+            "/calls/a:b",
+            "mailto:x@y",
+        ],
+    )
+    def test_location_id_agrees_with_urlsplit(self, location: str) -> None:
+        assert location_id(location) == _location_id_by_urlsplit(location)
+
+    def test_location_id_refuses_what_urlsplit_refuses(self) -> None:
+        with pytest.raises(ValueError, match="IPv6"):
+            location_id("https://[::1/calls/c-1")
+
+    @pytest.mark.parametrize(
+        ("path", "relative"),
+        [
+            pytest.param(f"/v1/users/{USER}/calls/c-1", "/calls/c-1", id="full"),
+            pytest.param(f"/users/{USER}/calls/c-1", "/calls/c-1", id="without-version"),
+            pytest.param("/calls/c..1/audio", "/calls/c..1/audio", id="dots-inside-a-segment"),
+        ],
+    )
+    async def test_execute_accepts_these_paths(
+        self, fake: FakeAPI, make_client: MakeClient, path: str, relative: str
+    ) -> None:
+        await make_client().execute("GET", path)
+        assert fake.seen[0].path == f"/v1/users/{USER}{relative}"
+
+    @pytest.mark.parametrize(
+        ("method", "path", "body", "safe"),
+        [
+            ("post", "/calls/c-1", {"state": "completed"}, True),
+            ("get", "/calls/c-1/audio", None, True),
+            ("POST", "/calls/c-1/", {"state": "completed"}, False),
+            ("POST", "/conferences/cf-1/members/m-1/", {}, False),
+            ("POST", "/calls/c-1/members/m-1/x", {}, False),
+            ("PATCH", "/calls/c-1", {}, False),
+        ],
+    )
+    def test_more_requests_that_are_or_are_not_safe_to_repeat(
+        self, method: str, path: str, body: Any, safe: bool
+    ) -> None:
+        from flowengine.catapult.client import is_safe_to_repeat
+
+        assert is_safe_to_repeat(method, path, body) is safe
+
+    async def test_failures_are_logged_with_the_operation_method_and_url(
+        self, fake: FakeAPI, make_client: MakeClient
+    ) -> None:
+        fake.answer(Reply(500), Reply(404, {"code": "call-not-found"}))
+        with structlog.testing.capture_logs() as logs, pytest.raises(CatapultAPIError):
+            await make_client().get_call("c-1")
+        failures = [entry for entry in logs if entry["event"] in ("catapult.retry", "catapult.error")]
+        assert [entry["event"] for entry in failures] == ["catapult.retry", "catapult.error"]
+        for entry in failures:
+            assert (entry["operation"], entry["method"]) == ("get_call", "GET")
+            assert entry["url"].endswith(f"/v1/users/{USER}/calls/c-1")
+
+    async def test_a_custom_header_goes_with_the_client_s_own(
+        self, fake: FakeAPI, make_client: MakeClient
+    ) -> None:
+        await make_client().upload_media("a.wav", b"RIFF", content_type="audio/wav")
+        await make_client().create_call({"from": "+1"})
+        upload, create = fake.seen
+        assert upload.headers["Content-Type"] == "audio/wav"
+        assert create.headers["Content-Type"] == "application/json"
+        assert upload.headers["Authorization"] == create.headers["Authorization"]
+        assert create.headers["Authorization"].startswith("Basic ")

@@ -13,7 +13,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from flowengine.catapult.transport import ConnectError, HttpTransport, PoolStats, RequestError
+from flowengine.catapult.transport import ConnectError, HeaderBlock, HttpTransport, PoolStats, RequestError
 
 
 @dataclass
@@ -709,3 +709,148 @@ def test_the_same_exchanges_on_uvloop() -> None:
             await server.stop()
 
     uvloop.run(scenario())
+
+
+async def answer_all_but_silent(
+    server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Keep-alive: echo the target of every request except ``/silent``, which is never answered."""
+    while (request := await server.next_request(reader)) is not None:
+        if request.target != "/silent":
+            writer.write(response(200, request.target.encode()))
+            await writer.drain()
+
+
+class TestDeadlines:
+    async def test_one_silent_request_among_answered_ones_times_out_alone(self, start_raw: StartRaw) -> None:
+        server = await start_raw(answer_all_but_silent)
+        async with HttpTransport(timeout=0.2) as transport:
+            targets = ["/a", "/b", "/silent", "/c", "/d"]
+            replies = await asyncio.gather(
+                *(transport.request("GET", server.url + target) for target in targets), return_exceptions=True
+            )
+            assert [r.body if not isinstance(r, BaseException) else type(r) for r in replies] == [
+                b"/a",
+                b"/b",
+                TimeoutError,
+                b"/c",
+                b"/d",
+            ]
+            await until(lambda: server.closed_by_peer == 1, "the timed-out connection was closed")
+            assert only_pool(transport) == PoolStats(server.url, open=4, idle=4, waiting=0)
+
+    async def test_a_shorter_timeout_behind_longer_ones_runs_out_first(self, start_raw: StartRaw) -> None:
+        server = await start_raw(answer_all_but_silent)
+        async with HttpTransport() as transport:
+            slow = asyncio.create_task(transport.request("GET", server.url + "/silent", timeout=60))
+            await until(lambda: len(server.requests) == 1, "the first request arrived")
+            async with asyncio.timeout(10):  # only so that a regression fails instead of hanging
+                with pytest.raises(TimeoutError):
+                    await transport.request("GET", server.url + "/silent", timeout=0.05)
+            assert not slow.done()
+            slow.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await slow
+
+    async def test_requests_time_out_again_after_the_queue_emptied(self, start_raw: StartRaw) -> None:
+        server = await start_raw(answer_all_but_silent)
+        async with HttpTransport(timeout=0.05) as transport:
+            for _ in range(2):
+                with pytest.raises(TimeoutError):
+                    await transport.request("GET", server.url + "/silent")
+                assert (await transport.request("GET", server.url + "/ok")).body == b"/ok"
+            await until(lambda: server.closed_by_peer == 2, "both timed-out connections were closed")
+        assert server.accepted == 3  # each timed-out connection replaced by a new one
+
+    async def test_waiting_for_a_connection_counts_in_the_timeout(self, start_raw: StartRaw) -> None:
+        async def gated(
+            server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            while (request := await server.next_request(reader)) is not None:
+                await server.gate.wait()
+                writer.write(response(200, request.target.encode()))
+                await writer.drain()
+
+        server = await start_raw(gated)
+        async with HttpTransport(limit=1) as transport:
+            busy = asyncio.create_task(transport.request("GET", server.url + "/busy"))
+            await until(lambda: len(server.requests) == 1, "the first request arrived")
+            with pytest.raises(TimeoutError):
+                await transport.request("GET", server.url + "/waits", timeout=0.05)
+            assert only_pool(transport).waiting == 0
+            server.gate.set()
+            assert (await busy).body == b"/busy"
+            assert (await transport.request("GET", server.url + "/next")).body == b"/next"
+        assert [request.target for request in server.requests] == ["/busy", "/next"]
+        assert server.accepted == 1
+
+    async def test_a_cancelled_request_closes_its_connection_and_does_not_time_out_later(
+        self, start_raw: StartRaw
+    ) -> None:
+        server = await start_raw(answer_all_but_silent)
+        async with HttpTransport(timeout=0.05) as transport:
+            task = asyncio.create_task(transport.request("GET", server.url + "/silent"))
+            await until(lambda: len(server.requests) == 1, "the request arrived")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await until(lambda: server.closed_by_peer == 1, "the cancelled connection was closed")
+            await asyncio.sleep(0.1)  # past the cancelled request's deadline: nothing to fail any more
+            assert (await transport.request("GET", server.url + "/after")).body == b"/after"
+
+
+class TestHeaderBlocks:
+    async def test_a_header_block_is_sent_like_the_headers_it_holds(
+        self, start_raw: StartRaw, transport: HttpTransport
+    ) -> None:
+        server = await start_raw(echo_target)
+        block = HeaderBlock({"Authorization": "Basic abc", "Content-Type": "application/json"})
+        for n in range(2):
+            await transport.request("POST", f"{server.url}/v1/calls/{n}", headers=block, body=b"{}")
+        for request in server.requests:
+            assert request.headers["authorization"] == "Basic abc"
+            assert request.headers["content-type"] == "application/json"
+            assert (request.headers["content-length"], request.body) == ("2", b"{}")
+
+    @pytest.mark.parametrize(
+        ("headers", "message"),
+        [
+            pytest.param({"X-Evil": "a\r\nInjected: 1"}, "cannot be sent", id="crlf-in-value"),
+            pytest.param({"Bad:Name": "x"}, "cannot be sent", id="colon-in-name"),
+            pytest.param({"Connection": "close"}, "sets the Connection header", id="connection"),
+            pytest.param({"X-Name": "\u00e9\u4e2d"}, "not Latin-1", id="not-latin-1"),
+        ],
+    )
+    def test_a_header_block_refuses_what_cannot_be_sent_when_made(
+        self, headers: dict[str, str], message: str
+    ) -> None:
+        with pytest.raises(ValueError, match=message):
+            HeaderBlock(headers)
+
+    def test_a_header_block_shows_names_not_values(self) -> None:
+        block = HeaderBlock({"Authorization": "Basic c2VjcmV0", "Accept": "application/json"})
+        assert repr(block) == "HeaderBlock(['Authorization', 'Accept'])"
+
+
+class TestRouting:
+    async def test_later_requests_to_the_same_origin_are_checked_like_the_first(
+        self, start_raw: StartRaw, transport: HttpTransport
+    ) -> None:
+        server = await start_raw(echo_target)
+        for _ in range(2):
+            assert (await transport.request("GET", server.url + "/plain?q=1")).body == b"/plain?q=1"
+            assert (await transport.request("GET", server.url + "/frag#part")).body == b"/frag"
+            assert (await transport.request("GET", server.url + "/caf\u00e9")).body == b"/caf%C3%A9"
+            with pytest.raises(ValueError, match="percent-encoded"):
+                await transport.request("GET", server.url + "/a b")
+        assert server.accepted == 1
+
+    async def test_a_url_that_only_begins_like_the_last_origin_is_routed_afresh(
+        self, start_raw: StartRaw, transport: HttpTransport
+    ) -> None:
+        server = await start_raw(echo_target)
+        await transport.request("GET", server.url + "/")
+        with pytest.raises(ValueError, match="credentials"):
+            await transport.request("GET", f"{server.url}@elsewhere.example/")
+        assert (await transport.request("GET", server.url)).body == b"/"
+        assert [stats.origin for stats in transport.stats()] == [server.url]
