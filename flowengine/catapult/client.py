@@ -106,17 +106,24 @@ class Response:
         return location_id(location)
 
 
-# A Location whose path urlsplit would return as it is: an absolute path, or http(s)://host + one; printable
-# ASCII with no query, fragment or IPv6 brackets. Anything else goes through urlsplit.
-_PLAIN_LOCATION = re.compile(
-    r"(?:https?://[^/?#\[\]\x00-\x20\x7f-\U0010ffff]*)?((?:/(?!/)[^?#\x00-\x20\x7f-\U0010ffff]*)?)"
-)
-
-
 def location_id(location: str) -> str:
     """The last path segment of a ``Location`` header value, e.g. ``c-123`` for ``/v1/users/u/calls/c-123``."""
-    plain = _PLAIN_LOCATION.fullmatch(location)
-    path = (plain.group(1) if plain is not None else urlsplit(location).path).rstrip("/")
+    # Without a query, a fragment, IPv6 brackets, whitespace or controls (what urlsplit treats specially),
+    # the last segment of the path is the text after the last slash, unless that slash is part of the
+    # "//" before a host (then the path is empty).
+    if (
+        location.isascii()
+        and location.isprintable()
+        and " " not in location
+        and "?" not in location
+        and "#" not in location
+        and "[" not in location
+        and "]" not in location
+    ):
+        rest, slash, last = location.rstrip("/").rpartition("/")
+        if slash and not rest.endswith("/"):
+            return last
+    path = urlsplit(location).path.rstrip("/")
     return path.rsplit("/", 1)[-1] if path else ""
 
 
