@@ -139,7 +139,8 @@ class Step:
         snapshot: its new snapshot (usually JSON text, as the store keeps it).
         entries: commands to execute (outbox entries in the shapes of the module docstring), in order.
         timers_set: timer key -> due time; timers_cancel: timer keys to drop.
-        routes: route keys that now lead to the session (e.g. a dialled leg's call id).
+        routes: route keys that now lead to the session (e.g. a dialled leg's call id); those committed
+            before may be left out.
         ended: the session is over.
         logs: (level, message) lines the flow asked to log.
         flow, state: for logs and the executions API.
@@ -249,6 +250,8 @@ class Dispatcher:
         self._max_pending = max_pending
         self._busy_message = busy_message
         self._recorder = recorder
+        # Read once: `flowengine serve` configures logging before it builds the dispatcher.
+        self._debug = _log.is_enabled_for(logging.DEBUG)
         # Sessions this instance started and has not seen end (bounded by max_sessions); see _room_for.
         self._live: set[str] = set()
         self._reconciled_at = -_RECONCILE_INTERVAL
@@ -576,7 +579,7 @@ class Dispatcher:
         self._learn(step.routes, step.session_id)
         # One line per event at debug level: at info it would cost more than the event's own handling
         # (structlog renders and writes each line); binding is left to the rarer lines below.
-        debug = _log.is_enabled_for(logging.DEBUG)
+        debug = self._debug
         if debug or step.logs or step.ended:
             log = _log.bind(session_id=step.session_id, flow=step.flow, state=step.state, event=event_type)
             if call_id:
@@ -596,13 +599,15 @@ class Dispatcher:
 
     def _learn(self, routes: Sequence[str], session_id: str) -> None:
         """Point the session's route keys at its lane: the lane its first event here ran in."""
-        key = f"session:{session_id}"
-        if len(self._lane_of) > _LANE_CACHE_LIMIT:
-            self._lane_of.clear()
-        lane = self._lane_of.get(key) or current_lane.get() or key
-        self._lane_of[key] = lane
+        lane_of = self._lane_of
+        key = "session:" + session_id
+        lane = lane_of.get(key)
+        if lane is None:
+            if len(lane_of) > _LANE_CACHE_LIMIT:
+                lane_of.clear()
+            lane = lane_of[key] = current_lane.get() or key
         for route in routes:
-            self._lane_of[route] = lane
+            lane_of[route] = lane
 
     def _session_lane(self, session_id: str) -> str:
         key = f"session:{session_id}"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import cast
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -136,8 +136,9 @@ class EngineAdapter:
             if quick is not None:
                 return quick
         session = _restore(snapshot)
+        known = _routes(session)  # committed with the snapshot: the step names only new ones
         commands = self._engine.handle(session, cast(Event, event), now)
-        return self._step(session, commands)
+        return self._step(session, commands, known)
 
     def timer_event(self, key: str) -> object:
         return TimerFired(key)
@@ -172,7 +173,8 @@ class EngineAdapter:
 
     # -------------------------------------------------------------------------------------- helpers
 
-    def _step(self, session: Session, commands: list[cmd.Command]) -> Step:
+    def _step(self, session: Session, commands: list[cmd.Command], known: Sequence[str] = ()) -> Step:
+        """The step of ``session`` after ``commands``; ``known`` are route keys already committed."""
         entries: list[JSONObject] = []
         timers_set: dict[str, Seconds] = {}
         timers_cancel: list[str] = []
@@ -228,7 +230,7 @@ class EngineAdapter:
             entries=entries,
             timers_set=timers_set,
             timers_cancel=timers_cancel,
-            routes=_routes(session),
+            routes=[route for route in _routes(session) if route not in known] if known else _routes(session),
             ended=ended,
             logs=logs,
             flow=session.flow,

@@ -96,3 +96,44 @@ def test_a_failed_gather_goes_through_the_engine(adapter: EngineAdapter) -> None
 
     assert _decoded(step.snapshot) == _through_engine(adapter, snapshot, result, 5.0)
     assert command_id not in (_decoded(step.snapshot).get("pending") or {})
+
+
+def test_a_step_names_only_the_route_keys_its_event_added(adapter: EngineAdapter) -> None:
+    flow = read_flow(ROOT / "flows" / "ivr.yaml")
+    routed = adapter.parse(
+        {"eventType": "incomingcall", "callId": "c-1", "from": "+15550001111", "to": flow.numbers[0]}
+    )
+    started = adapter.start(routed, 1.0)
+    assert started is not None
+    assert "call:c-1" in started.routes
+    assert f"session:{started.session_id}" in started.routes
+
+    snapshot, command_id = _waiting_in_menu(adapter)
+    gathered = adapter.handle(snapshot, CommandResult(command_id, "g-1"), 3.0)
+    tag = _decoded(gathered.snapshot)["pending"]
+    assert isinstance(tag, dict)
+    pressed = adapter.parse(
+        {
+            "eventType": "gather",
+            "callId": "c-1",
+            "gatherId": "g-1",
+            "state": "completed",
+            "reason": "max-digits",
+            "digits": "1",
+            "tag": next(iter(tag)),
+        }
+    )
+    dialling = adapter.handle(gathered.snapshot, pressed.event, 4.0)
+    assert dialling.routes == []  # nothing new: the caller's keys were committed with the start
+    for _ in range(3):  # prompts before the dial
+        if any(e.get("operation") == "createCall" for e in dialling.entries):
+            break
+        busy = Session.from_bytes(_text(dialling.snapshot)).busy or {}
+        done = {"eventType": "speak", "callId": "c-1", "status": "done", "tag": next(iter(busy.values()))}
+        dialling = adapter.handle(dialling.snapshot, adapter.parse(done).event, 4.5)
+        assert dialling.routes == []
+    create = next(e for e in dialling.entries if e.get("operation") == "createCall")
+    agent = adapter.result_event(create, "c-agent", None)
+    assert agent is not None
+    connected = adapter.handle(dialling.snapshot, agent, 5.0)
+    assert connected.routes == ["call:c-agent"]
