@@ -7,6 +7,7 @@ cost. The two clients alternate for ``--rounds`` rounds; the table shows each on
 
     python benchmarks/rest_client_bench.py                       # 20,000 requests, 64 at a time, 3 rounds
     python benchmarks/rest_client_bench.py --requests 40000 --concurrency 16 --uvloop
+    python benchmarks/rest_client_bench.py --client HttpTransport   # one client only
 """
 
 from __future__ import annotations

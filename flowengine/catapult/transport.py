@@ -1,9 +1,10 @@
 """A lean pooled keep-alive HTTP/1.1 client for the REST API client, on asyncio protocols and llhttp.
 
 :class:`CatapultClient <flowengine.catapult.client.CatapultClient>` sends one small JSON request per API
-operation, most of them on the hot path of a callback. ``aiohttp.ClientSession`` spends about three times the
-CPU of this module per request on features the API client never uses (cookies, redirects, compression,
-streaming, tracing); :class:`HttpTransport` does only what the client needs:
+operation, most of them on the hot path of a callback. Through that client, ``aiohttp.ClientSession`` spends
+about four and a half times the CPU per request of this module (``benchmarks/rest_client_bench.py``), on
+features the API client never uses (cookies, redirects, compression, streaming, tracing); :class:`HttpTransport`
+does only what the client needs:
 
 * one pool per origin (scheme, host, port), at most ``limit`` connections each, FIFO waiters when all are
   busy, idle connections reused most recently used first and closed after ``keepalive_timeout`` seconds idle;
