@@ -9,7 +9,8 @@ For every callback (and every timer that falls due) the dispatcher does, per ses
 Each arrow into the store is one round trip (``begin_route``, ``commit``, ``finish``; a new session is
 ``begin_route`` finding nothing, then ``begin`` under the id derived from the call): a result fed back
 is committed together with marking its entry done, and the last entry is marked done as the lock is released
-(see ``Dispatcher._execute`` for the rule that keeps that crash-safe).
+(see ``Dispatcher._execute`` for the rule that keeps that crash-safe); when the last entry's result is fed
+back and decides nothing more, that commit releases the lock itself (``commit(release=True)``).
 
 Events of one call go through one FIFO lane (:mod:`flowengine.server.lanes`), so they are handled in arrival
 order; different calls use different lanes and never wait for each other. Across instances the store's
@@ -554,10 +555,11 @@ class Dispatcher:
         was_ended: bool = False,
         call_id: str = "",
         done: Sequence[str] = (),
+        release: bool = False,
     ) -> list[OutboxEntry]:
         """Commit a step (with ``done``: executed entries marked done in the same write); return its entries.
 
-        The store extends the lock with every commit.
+        The store extends the lock with every commit, or gives it up with ``release``.
         """
         version_hint = int(time.time_ns())
         entries = [
@@ -574,6 +576,7 @@ class Dispatcher:
             dedup_key=dedup,
             ended=step.ended,
             done=done,
+            release=release,
         )
         self.metrics.events.labels(type=event_type).inc()
         self._learn(step.routes, step.session_id)
@@ -621,7 +624,7 @@ class Dispatcher:
         *,
         callback: Mapping[str, object] | None = None,
     ) -> Then:
-        held = [lock]
+        held: list[Lock | None] = [lock]
         done: list[str] = []
         recording = self._recorder is not None and callback is not None
         executed: list[JSONObject] | None = [] if recording else None
@@ -630,7 +633,8 @@ class Dispatcher:
             try:
                 await self._execute(held, done, step.snapshot, entries, ended=step.ended, executed=executed)
             finally:
-                await self._finish(held[0], done)
+                if held[0] is not None:  # None: the last commit released it
+                    await self._finish(held[0], done)
             if self._recorder is not None and callback is not None and executed is not None:
                 self._recorder.record(
                     step.session_id, callback, at=self._clock(), flow=step.flow, commands=executed
@@ -640,7 +644,7 @@ class Dispatcher:
 
     async def _execute(
         self,
-        held: list[Lock],
+        held: list[Lock | None],
         done: list[str],
         snapshot: SnapshotData,
         entries: list[OutboxEntry],
@@ -650,7 +654,8 @@ class Dispatcher:
     ) -> None:
         """Execute entries in order, feeding outcomes back to the runtime; the lock is held throughout.
 
-        ``held[0]`` is the session's lock; it is replaced when renewed, so the caller finishes the latest.
+        ``held[0]`` is the session's lock; it is replaced when renewed, so the caller finishes the latest,
+        and set to None when a commit feeding back the last result released it (nothing left to do).
         ``done`` collects the ids executed (or dropped) and not yet marked done in the store; the caller
         passes what is left in it to ``finish``.
 
@@ -660,6 +665,7 @@ class Dispatcher:
         ``mark_done`` of its own only when another entry is to be executed first.
         """
         lock = held[0]
+        assert lock is not None
         queue = list(entries)
         session_id = lock.session_id
         renewed = time.monotonic()
@@ -697,9 +703,12 @@ class Dispatcher:
                     continue
                 step = self.runtime.handle(snapshot, feedback, self._clock())
                 snapshot = step.snapshot
+                last = not queue and not step.entries  # release with this write: one round trip less
                 new_entries = await self._commit(
-                    lock, step, dedup=None, event_type="result", was_ended=ended, done=done
+                    lock, step, dedup=None, event_type="result", was_ended=ended, done=done, release=last
                 )
+                if last:
+                    held[0] = None
                 done.clear()
                 renewed = time.monotonic()  # the commit extended the lock
                 queue.extend(new_entries)

@@ -259,10 +259,12 @@ class Store(Protocol):
         dedup_key: str | None = None,
         ended: bool = False,
         done: Iterable[str] = (),
+        release: bool = False,
     ) -> int:
         """Write the result of handling one event, all or nothing; return the session's new version.
 
-        A successful commit also extends the lock to its ``ttl`` from now (as ``renew`` would).
+        A successful commit also extends the lock to its ``ttl`` from now (as ``renew`` would), or releases
+        it with ``release``.
 
         Args:
             lock: the session's lock, from ``acquire``; names the session.
@@ -279,6 +281,8 @@ class Store(Protocol):
                 the retention only. Once ended, a session stays ended.
             done: ids of executed entries to remove from the pending outbox (as ``mark_done``), before
                 ``outbox`` is appended; unknown ids are ignored. A refused commit removes none.
+            release: give the lock up once the commit is written, as ``release`` would right after it
+                (one round trip less for the last write of an event); a refused commit keeps it.
 
         Raises:
             StaleLockError: another owner has acquired the lock since ``lock`` was taken.

@@ -230,6 +230,7 @@ class MemoryStore:
         dedup_key: str | None = None,
         ended: bool = False,
         done: Iterable[str] = (),
+        release: bool = False,
     ) -> int:
         check_changes(lock.session_id, outbox, timers_set or {})
         done_ids = list(done)
@@ -272,7 +273,10 @@ class MemoryStore:
                 del data.timers[timer_id]
         if dedup_key is not None:
             data.dedup[dedup_key] = now + self._dedup_ttl
-        held.expires = now + lock.ttl
+        if release:
+            del data.locks[sid]
+        else:
+            held.expires = now + lock.ttl
         return session.version
 
     async def mark_done(self, session_id: str, outbox_ids: Iterable[str]) -> None:

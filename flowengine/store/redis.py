@@ -126,7 +126,8 @@ return 1
 # KEYS: fence:<sid> s:<sid> ol:<sid> oh:<sid> rk:<sid> tk:<sid> pending timers sessions ended d:<key> tdue
 #       lock:<sid>
 # ARGV: token snapshot sid prefix ended(0/1) retention_ms dedup_ttl_ms has_dedup(0/1) owner ttl_ms grace_ms
-#       n_done id*  n_outbox (id cmd)*  n_routes key*  n_unroutes key*  n_cancel member*  n_set (member due)*
+#       release(0/1) n_done id*  n_outbox (id cmd)*  n_routes key*  n_unroutes key*  n_cancel member*
+#       n_set (member due)*
 _COMMIT = """
 local token, snapshot, sid, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ending, retention, dedup_ttl, has_dedup = ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7], ARGV[8] == '1'
@@ -134,11 +135,15 @@ if redis.call('GET', KEYS[1]) ~= token then return -1 end
 if has_dedup and redis.call('EXISTS', KEYS[11]) == 1 then return -2 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('SET', KEYS[13], token .. '|' .. ARGV[9], 'PX', ARGV[10])
+if ARGV[12] == '1' then
+    redis.call('DEL', KEYS[13])
+else
+    redis.call('SET', KEYS[13], token .. '|' .. ARGV[9], 'PX', ARGV[10])
+end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[10]) + tonumber(ARGV[11]))
 local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
 if version == 1 then redis.call('DEL', KEYS[3], KEYS[4]) end
-local i = 12
+local i = 13
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
     redis.call('LREM', KEYS[3], 0, ARGV[i]); redis.call('HDEL', KEYS[4], ARGV[i])
@@ -683,6 +688,7 @@ class RedisStore:
         dedup_key: str | None = None,
         ended: bool = False,
         done: Iterable[str] = (),
+        release: bool = False,
     ) -> int:
         sid = lock.session_id
         check_changes(sid, outbox, timers_set or {})
@@ -714,6 +720,7 @@ class RedisStore:
             lock.owner,
             _ms(lock.ttl),
             _FENCE_GRACE_MS,
+            int(release),
             len(done_ids),
             *done_ids,
         ]

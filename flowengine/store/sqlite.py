@@ -507,6 +507,7 @@ class SQLiteStore:
         dedup_key: str | None = None,
         ended: bool = False,
         done: Iterable[str] = (),
+        release: bool = False,
     ) -> int:
         sid = lock.session_id
         check_changes(sid, outbox, timers_set or {})
@@ -523,10 +524,15 @@ class SQLiteStore:
             # The checks are writes too (the lock extended, the dedup key taken): a refused commit raises,
             # and its transaction (or its savepoint in a batch) is rolled back with everything it wrote.
             now = self._clock()
-            extended = conn.execute(
-                "UPDATE locks SET expires_at = ? WHERE session_id = ? AND token = ?",
-                (now + lock.ttl, sid, lock.token),
-            )
+            if release:  # given up now; a refused commit rolls the deletion back with the rest
+                extended = conn.execute(
+                    "DELETE FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token)
+                )
+            else:
+                extended = conn.execute(
+                    "UPDATE locks SET expires_at = ? WHERE session_id = ? AND token = ?",
+                    (now + lock.ttl, sid, lock.token),
+                )
             if extended.rowcount != 1:
                 raise self._stale(lock)
             if dedup_key is not None:

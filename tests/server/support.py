@@ -240,6 +240,10 @@ class EchoRuntime:
                     rest("POST", f"/calls/{call}/audio", {"sentence": "never sent"}),
                 ],
             )
+        if kind == "dtmf" and event.get("dtmfDigit") == "6":  # a gather whose result decides nothing more
+            return self._step(
+                snapshot, entries=[rest("POST", f"/calls/{call}/gather", {"maxDigits": 1}, "g")]
+            )
         if kind == "dtmf" and event.get("dtmfDigit") == "4":
             return self._step(snapshot, logs=[("warning", "caller pressed 4")])
         return self._step(snapshot)

@@ -225,6 +225,10 @@ def _recording(dispatcher: Dispatcher, backend: MemoryBackend) -> RecordingStore
     return store
 
 
+def _commits_done(store: RecordingStore) -> list[tuple[str, list[str]]]:
+    return [(name, done) for name, done in store.calls if name == "commit" and done]
+
+
 def _watch_outbox(
     dispatcher: Dispatcher, backend: MemoryBackend, session_id: str
 ) -> list[tuple[str, list[str]]]:
@@ -277,6 +281,27 @@ class TestStoreRoundTrips:
             ("finish", last),
         ]
         assert backend.sessions["s-c-2"].outbox == {}
+
+    async def test_the_last_result_fed_back_releases_the_lock_in_its_commit(
+        self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
+    ) -> None:
+        dispatcher = make_dispatcher("a")
+        await dispatcher.callback(incoming("c-6"))
+        await _settle(lambda: dispatcher.pending == 0)
+        store = _recording(dispatcher, backend)
+
+        # "6": one gather, whose result the session hears of and which decides nothing more
+        assert (await dispatcher.callback(dtmf("c-6", "6"))).status == "handled"
+        await _settle(lambda: dispatcher.pending == 0)
+
+        [(_, [gather_entry])] = _commits_done(store)
+        assert store.calls == [("begin_route", []), ("commit", []), ("commit", [gather_entry])]  # no finish
+        assert "s-c-6" not in backend.locks
+        record = await store.load("s-c-6")
+        assert record is not None
+        assert record.outbox == ()
+        assert record.snapshot["seen"][-1].startswith("result:g:")
+        assert (await dispatcher.callback(dtmf("c-6", "5"))).status == "handled"  # the lock is free
 
     async def test_a_result_fed_back_is_committed_with_its_entry_marked_done(
         self, make_dispatcher: MakeDispatcher, backend: MemoryBackend

@@ -182,6 +182,51 @@ class TestCommitWithDone:
         assert (await store.acquire(SID, owner="b", wait=0.05)).owner == "b"
 
 
+class TestCommitAndRelease:
+    async def test_the_commit_is_written_and_the_lock_free_at_once(self, store: Store) -> None:
+        await _with_outbox(store, "1.0", "1.1")
+        lock = await store.acquire(SID, owner="a", ttl=5)
+
+        version = await store.commit(lock, snapshot={"n": 2}, done=["1.0", "1.1"], release=True)
+
+        assert version == 2
+        record = await store.load(SID)
+        assert record is not None
+        assert record.snapshot == {"n": 2}
+        assert record.outbox == ()
+        assert await store.pending_outboxes() == []
+        next_lock = await store.acquire(SID, owner="b", wait=0.05)
+        assert next_lock.token > lock.token
+
+    async def test_a_refused_commit_keeps_the_lock_and_writes_nothing(self, store: Store) -> None:
+        await _with_outbox(store, "1.0")
+        lock = await store.acquire(SID, owner="a", ttl=5)
+
+        with pytest.raises(DuplicateEventError):
+            await store.commit(lock, snapshot={"n": 2}, done=["1.0"], dedup_key="setup", release=True)
+
+        with pytest.raises(LockTimeoutError):
+            await store.acquire(SID, owner="b", wait=0.05)
+        assert await _pending_ids(store) == ["1.0"]
+        await store.commit(lock, snapshot={"n": 3})  # still the holder's
+        await store.release(lock)
+
+    async def test_a_stale_holder_releases_nothing(self, make_store: StoreFactory) -> None:
+        one, two = await make_store(), await make_store()
+        await _with_outbox(one, "1.0")
+        slow = await one.acquire(SID, owner="slow", ttl=0.1)
+        await asyncio.sleep(0.15)
+        fast = await two.acquire(SID, owner="fast", ttl=5, wait=1)
+
+        with pytest.raises(StaleLockError):
+            await one.commit(slow, snapshot={"n": 2}, done=["1.0"], release=True)
+
+        with pytest.raises(LockTimeoutError):
+            await one.acquire(SID, owner="third", wait=0.05)
+        await two.commit(fast, snapshot={"n": 3}, release=True)
+        assert (await one.acquire(SID, owner="third", wait=0.05)).owner == "third"
+
+
 class TestFinish:
     async def test_finish_marks_done_and_releases_the_lock(self, store: Store) -> None:
         await _with_outbox(store, "1.0", "1.1", "1.2")
