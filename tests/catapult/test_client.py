@@ -708,3 +708,21 @@ class TestHotPath:
         assert create.headers["Content-Type"] == "application/json"
         assert upload.headers["Authorization"] == create.headers["Authorization"]
         assert create.headers["Authorization"].startswith("Basic ")
+
+    async def test_a_success_is_logged_at_debug_with_the_operation_method_url_and_status(
+        self, fake: FakeAPI, make_client: MakeClient
+    ) -> None:
+        import logging
+
+        saved = structlog.get_config()
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+        try:
+            fake.answer(created("calls/c-1"))
+            with structlog.testing.capture_logs() as logs:
+                await make_client().create_call({"from": "+1"})
+        finally:
+            structlog.configure(**saved)
+        (entry,) = [entry for entry in logs if entry["event"] == "catapult.ok"]
+        assert (entry["operation"], entry["method"], entry["status"]) == ("create_call", "POST", 201)
+        assert entry["url"].endswith(f"/v1/users/{USER}/calls")
+        assert (entry["log_level"], entry["attempt"]) == ("debug", 1)
