@@ -43,11 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -679,9 +678,12 @@ class Dispatcher:
                 lock = held[0] = await self.store.renew(lock)
                 renewed = time.monotonic()
             name = _conference_name(entry.command)
-            async with self._name_lock(name) if name is not None else _NOTHING_HELD:
-                # One creation per conference name at a time, across instances (a store lock): the feedback
-                # commit below registers ``conference-name:<name>`` before the next session looks it up.
+            # One creation per conference name at a time, across instances (a store lock): the feedback
+            # commit below registers ``conference-name:<name>`` before the next session looks it up.
+            name_lock = None
+            if name is not None:
+                name_lock = await self.store.acquire(f"{CONFERENCE_NAME_ROUTE}{name}", owner=self.instance_id)
+            try:
                 outcome = await self._run_entry(entry.command, session_id)
                 if executed is not None:  # for --record: each command with the resource it created
                     resource = getattr(outcome[0], "resource_id", None) if outcome else None
@@ -713,18 +715,9 @@ class Dispatcher:
                 renewed = time.monotonic()  # the commit extended the lock
                 queue.extend(new_entries)
                 ended = ended or step.ended
-
-    @contextlib.asynccontextmanager
-    async def _name_lock(self, name: str | None) -> AsyncIterator[None]:
-        """Hold the store lock of a conference name (nothing for None)."""
-        if name is None:
-            yield
-            return
-        lock = await self.store.acquire(f"{CONFERENCE_NAME_ROUTE}{name}", owner=self.instance_id)
-        try:
-            yield
-        finally:
-            await self._release(lock)
+            finally:
+                if name_lock is not None:
+                    await self._release(name_lock)
 
     async def _existing_conference(self, name: str) -> str | None:
         """The id of a live conference another session created under ``name``, if any."""
@@ -1036,9 +1029,6 @@ def _loggable(url: str) -> str:
     parts = urlsplit(redact_url(url))
     return parts._replace(query="", fragment="").geturl()
 
-
-_NOTHING_HELD: contextlib.nullcontext[None] = contextlib.nullcontext()
-"""Stands in for ``_name_lock`` for entries that create no named conference (nearly all of them)."""
 
 CONFERENCE_NAME_ROUTE = "conference-name:"
 """Route key prefix under which a session with a live conference is found by the conference's flow name."""

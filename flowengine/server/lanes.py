@@ -73,8 +73,28 @@ class Lanes(Generic[T]):
         try:
             while lane.jobs:
                 job, future = lane.jobs.popleft()
+                # One job: its result to ``future``, then its ``then`` (whose failure is logged). Written
+                # out here rather than as a coroutine of its own: this runs once per callback.
                 try:
-                    await self._run_one(key, job, future)
+                    try:
+                        result, then = await job()
+                    except asyncio.CancelledError:
+                        if not future.done():
+                            future.cancel()
+                        raise
+                    except Exception as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                        continue
+                    if not future.done():
+                        future.set_result(result)
+                    if then is not None:
+                        try:
+                            await then()
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception:
+                            _log.exception("lane.job_failed", lane=key)
                 finally:
                     self._pending -= 1
         finally:
@@ -86,28 +106,6 @@ class Lanes(Generic[T]):
                 if not future.done():
                     future.cancel()
             lane.jobs.clear()
-
-    async def _run_one(self, key: str, job: Job[T], future: asyncio.Future[T]) -> None:
-        """Run one job: give its result to ``future``, then run its ``then`` (whose failure is logged)."""
-        try:
-            result, then = await job()
-        except asyncio.CancelledError:
-            if not future.done():
-                future.cancel()
-            raise
-        except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
-            return
-        if not future.done():
-            future.set_result(result)
-        if then is not None:
-            try:
-                await then()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _log.exception("lane.job_failed", lane=key)
 
     async def drain(self, timeout: float) -> bool:
         """Stop taking jobs and wait up to ``timeout`` seconds for queued ones; True if all finished."""

@@ -157,7 +157,7 @@ class MemoryStore:
         check_ttl("ttl", ttl)
         tried = [""]
 
-        async def try_once() -> tuple[str, Lock, SessionRecord | None] | Busy | None:
+        def try_now() -> tuple[str, Lock, SessionRecord | None] | Busy | None:
             data = self._data()
             now = self._clock()
             session_id = data.routes.get(route_key)
@@ -173,6 +173,13 @@ class MemoryStore:
             token = next(data.tokens)
             data.locks[session_id] = _LockState(owner, token, now + ttl)
             return session_id, Lock(session_id, owner, token, ttl), _record(session_id, session)
+
+        first = try_now()  # nearly always free: no waiting machinery unless it is busy
+        if not isinstance(first, Busy):
+            return first
+
+        async def try_once() -> tuple[str, Lock, SessionRecord | None] | Busy | None:
+            return try_now()
 
         return await wait_for(
             try_once, wait=wait, busy_message=lambda: busy_route_message(route_key, tried[0], wait)
@@ -239,7 +246,7 @@ class MemoryStore:
         held = self._check_fence(data, lock)
         stored = snapshot_text(snapshot)
         entries = [(entry.id, dumps(entry.command)) for entry in outbox]
-        if dedup_key is not None and await self.seen(dedup_key):
+        if dedup_key is not None and data.dedup.get(dedup_key, 0.0) > now:
             raise DuplicateEventError(f"session {lock.session_id!r}: event {dedup_key!r} was already handled")
         sid = lock.session_id
         previous = self._live(data, sid, now)
