@@ -89,7 +89,7 @@ class RetryPolicy:
                 raise ConfigError(f"retry {name} must not be negative, got {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per callback, and a frozen one costs 5x as much to make
 class Response:
     """A successful answer: status, headers, the decoded JSON body (None when empty or not JSON) and raw
     bytes."""

@@ -108,7 +108,7 @@ class Overloaded(FlowEngineError):
     """A new execution was refused: ``max_pending`` jobs are queued or running already."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per callback, and a frozen one costs 5x as much to make
 class Outcome:
     """How a callback was answered: ``status`` and a sentence for the log and the JSON answer."""
 
@@ -117,7 +117,7 @@ class Outcome:
     session_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per callback, and a frozen one costs 5x as much to make
 class Routed:
     """A parsed callback: the runtime's event, its API type, and the key that finds its session.
 
@@ -130,7 +130,7 @@ class Routed:
     call_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per callback, and a frozen one costs 5x as much to make
 class Step:
     """What handling one event decided, in the store's terms.
 

@@ -74,7 +74,7 @@ DEFAULT_TIMER_LEASE: Seconds = 30.0
 """How long a claimed timer stays hidden from other instances before it is due again."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per callback, and a frozen one costs 5x as much to make
 class OutboxEntry:
     """One command decided on but not yet executed.
 
@@ -86,7 +86,7 @@ class OutboxEntry:
     command: JSONObject
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per callback, and a frozen one costs 5x as much to make
 class SessionRecord:
     """What a store holds for one session.
 
@@ -125,7 +125,7 @@ class SessionRecord:
         return self.ended_at is not None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per callback, and a frozen one costs 5x as much to make
 class Lock:
     """Proof of holding a session's lock.
 
