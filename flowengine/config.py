@@ -81,6 +81,11 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     ),
     Setting("log_format", "json (production) or console (development; default with the simulator)"),
     Setting("log_level", "debug, info, warning or error", default="info"),
+    Setting(
+        "event_loop",
+        "asyncio, uvloop (pip install 'flowengine[uvloop]') or auto: uvloop when it is installed",
+        default="auto",
+    ),
     Setting("instance_id", "this instance's name in session locks (default: a random one)"),
     Setting(
         "http_allow_hosts",
@@ -135,6 +140,7 @@ class ServeConfig:
     reload_interval: Seconds = 1.0
     log_format: LogFormat = "json"
     log_level: str = "info"
+    event_loop: str = "auto"
     instance_id: str = field(default_factory=lambda: "fe-" + secrets.token_hex(4))
     http_allow_hosts: str = ""
     http_timeout: Seconds = 10.0
@@ -172,6 +178,8 @@ class ServeConfig:
             raise ConfigError(f"reload interval {self.reload_interval!r} must not be negative")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log level {self.log_level!r}: use debug, info, warning or error")
+        if self.event_loop not in ("auto", "asyncio", "uvloop"):
+            raise ConfigError(f"event loop {self.event_loop!r}: use auto, asyncio or uvloop")
         if bool(self.callback_user) != bool(self.callback_password):
             raise ConfigError("set both --callback-user and --callback-password, or neither")
         if ":" in self.callback_user:

@@ -124,9 +124,10 @@ def run_driver(
 
 def engine_argv(args: argparse.Namespace, store: str, port: int, standin_port: int) -> list[str]:
     return [
-        sys.executable, str(HERE / "serve.py"), *(["--uvloop"] if args.uvloop else []),
+        sys.executable, str(HERE / "serve.py"),
         *(["--gc-threshold", args.gc_threshold] if args.gc_threshold else []), "--",
         str(ROOT / "flows"), "--store", store, "--port", str(port),
+        "--event-loop", "uvloop" if args.uvloop else "asyncio",  # the floor's loop, for a fair ratio
         "--api-url", f"http://127.0.0.1:{standin_port}/v1",
         "--user-id", "u-bench", "--token", "t-bench", "--secret", "s-bench",
         "--log-level", args.log_level,
