@@ -13,13 +13,6 @@ replaced (a volume unmounted, a directory moved), the connection is dropped, ope
 
 ``synchronous=NORMAL``: in WAL mode a committed transaction survives the process being killed at any point;
 only a power loss may roll back the last few commits (never corrupt the file).
-
-Checkpoints (copying the write-ahead log back into the database file, with an ``fsync``) run on a second
-thread with a connection of its own, at most once a second while there are writes (``PASSIVE``: they never
-block the writer). Left to SQLite, the writer checkpoints every 1,000 pages inside a ``COMMIT``, and every
-operation queued behind it waits: in ``benchmarks/load`` that cost about 10% of the callbacks per second and
-put the p99 at 34 ms instead of about 22. The writer still checkpoints by itself past 20,000 pages, should
-the checkpoint thread fall behind.
 """
 
 from __future__ import annotations
@@ -107,9 +100,6 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 """
 
-_WRITER_CHECKPOINT_PAGES = 20_000
-"""The write-ahead log's size (in pages) past which the writer checkpoints by itself (see the module doc)."""
-
 # A session is visible while live, or ended less than the retention ago (parameter: now - retention).
 _VISIBLE = "(ended_at IS NULL OR ended_at > ?)"
 
@@ -124,7 +114,6 @@ class SQLiteStore:
         retention: Seconds = DEFAULT_RETENTION,
         dedup_ttl: Seconds = DEFAULT_DEDUP_TTL,
         clock: Callable[[], Seconds] = time.time,
-        checkpoint_interval: Seconds = 0.1,
     ) -> None:
         check_ttl("retention", retention)
         check_ttl("dedup_ttl", dedup_ttl)
@@ -137,12 +126,6 @@ class SQLiteStore:
         self._identity: tuple[int, int] | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowengine-sqlite")
         self._closed = False
-        # Checkpoints: their thread and its own connection (touched only there); when the last one started.
-        self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowengine-sqlite-ckpt")
-        self._checkpoint_conn: sqlite3.Connection | None = None
-        self._checkpoint_interval = checkpoint_interval
-        self._checkpointed_at = time.monotonic()
-        self._checkpointing = False
         # Event loop thread only: jobs waiting for the worker, and whether a batch of them is running.
         self._queued: list[_Queued] = []
         self._running = False
@@ -155,19 +138,9 @@ class SQLiteStore:
         retention: Seconds = DEFAULT_RETENTION,
         dedup_ttl: Seconds = DEFAULT_DEDUP_TTL,
         clock: Callable[[], Seconds] = time.time,
-        checkpoint_interval: Seconds = 0.1,
     ) -> SQLiteStore:
-        """Open (creating if needed) the database file at ``path``; its directory must exist.
-
-        ``checkpoint_interval``: how often, at most, the checkpoint thread runs while there are writes.
-        """
-        store = cls(
-            path,
-            retention=retention,
-            dedup_ttl=dedup_ttl,
-            clock=clock,
-            checkpoint_interval=checkpoint_interval,
-        )
+        """Open (creating if needed) the database file at ``path``; its directory must exist."""
+        store = cls(path, retention=retention, dedup_ttl=dedup_ttl, clock=clock)
         try:
             await store.ping()
         except StoreError:
@@ -208,7 +181,6 @@ class SQLiteStore:
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_CHECKPOINT_PAGES}")
             conn.executescript(_SCHEMA)
             row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
             if row is None or row[0] != SCHEMA_VERSION:
@@ -319,12 +291,6 @@ class SQLiteStore:
         self._running = False
         if self._queued:
             self._next_batch(loop)
-        if not self._checkpointing and time.monotonic() - self._checkpointed_at >= self._checkpoint_interval:
-            self._checkpointing = True
-            self._checkpointed_at = time.monotonic()
-            loop.run_in_executor(self._checkpointer, self._checkpoint).add_done_callback(
-                self._checkpoint_done
-            )
         failure = None if done.cancelled() else done.exception()
         if done.cancelled() or failure is not None:
             outcomes: list[_Outcome] = [(False, StoreError(f"{self.description}: {failure}")) for _ in batch]
@@ -338,34 +304,6 @@ class SQLiteStore:
             else:
                 future.set_exception(value)
 
-    def _checkpoint(self) -> None:
-        """Copy the write-ahead log into the database file without blocking the writer (checkpoint thread).
-
-        A failure (the file gone or replaced, a busy database) only drops this connection: the next round
-        opens a new one, and the writer checkpoints by itself if the log grows large meanwhile.
-        """
-        try:
-            if self._checkpoint_conn is None:
-                if not os.path.exists(self.path):
-                    return
-                self._checkpoint_conn = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False
-                )
-                self._checkpoint_conn.execute("PRAGMA busy_timeout = 1000")
-            self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error:
-            self._drop_checkpoint_connection()
-
-    def _drop_checkpoint_connection(self) -> None:
-        conn, self._checkpoint_conn = self._checkpoint_conn, None
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-
-    def _checkpoint_done(self, done: asyncio.Future[None]) -> None:
-        self._checkpointing = False
-        self._checkpointed_at = time.monotonic()
-
     # -- the Store interface ------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -375,8 +313,6 @@ class SQLiteStore:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._worker, self._drop)
         self._worker.shutdown(wait=False)
-        await loop.run_in_executor(self._checkpointer, self._drop_checkpoint_connection)
-        self._checkpointer.shutdown(wait=False)
 
     async def ping(self) -> None:
         def work(conn: sqlite3.Connection) -> None:
