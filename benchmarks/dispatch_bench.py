@@ -40,8 +40,8 @@ from flowengine.catapult.transport import HttpResponse, HttpTransport  # noqa: E
 from flowengine.config import ServeConfig  # noqa: E402
 from flowengine.flow.pipeline import read_flow  # noqa: E402
 from flowengine.server.dispatcher import Dispatcher  # noqa: E402
-from flowengine.server.metrics import Metrics  # noqa: E402
 from flowengine.server.logs import configure_logging  # noqa: E402
+from flowengine.server.metrics import Metrics  # noqa: E402
 from flowengine.server.runtime_adapter import EngineAdapter  # noqa: E402
 from flowengine.store import open_store  # noqa: E402
 
@@ -135,15 +135,19 @@ async def run(args: argparse.Namespace) -> None:
             wall = time.perf_counter() - start_wall
             if round_index:
                 rounds.append((count / wall, cpu / count * 1e6))
-                print(f"round {round_index}: {count / wall:,.0f} callbacks/s, {cpu / count * 1e6:.1f} µs CPU each")
+                print(
+                    f"round {round_index}: {count / wall:,.0f} callbacks/s, {cpu / count * 1e6:.1f} µs CPU each"
+                )
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         await dispatcher.close()
     await store.close()
     best = max(rounds)
-    print(f"best: {best[0]:,.0f} callbacks/s, {min(r[1] for r in rounds):.1f} µs CPU per callback "
-          f"({args.store}, {args.concurrency} calls, {args.inflight} in flight)")
+    print(
+        f"best: {best[0]:,.0f} callbacks/s, {min(r[1] for r in rounds):.1f} µs CPU per callback "
+        f"({args.store}, {args.concurrency} calls, {args.inflight} in flight)"
+    )
     print("outcomes:", dict(outcomes))
     if profiler is not None:
         profiler.dump_stats(args.profile)

@@ -1,8 +1,9 @@
-"""Run ``flowengine serve`` for the load benchmark, optionally on uvloop and with GC pause statistics.
+"""Run ``flowengine serve`` for the load benchmark, with GC pause statistics.
 
-    python benchmarks/load/serve.py [--uvloop] [--gc-stats PATH] -- FLOWS_DIR --store memory --port 8080 ...
+    python benchmarks/load/serve.py [--gc-stats PATH] -- FLOWS_DIR --store memory --port 8080 ...
 
-Everything after ``--`` goes to ``flowengine serve`` unchanged; the server is the real one.
+Everything after ``--`` goes to ``flowengine serve`` unchanged (its event loop: ``--event-loop``); the server
+is the real one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ours, rest = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--uvloop", action="store_true", help="install uvloop's event loop policy first")
     parser.add_argument("--gc-stats", metavar="PATH", help="write GC pause statistics here at exit")
     parser.add_argument("--gc-threshold", metavar="G0,G1,G2", help="gc.set_threshold() first (experiments)")
     args = parser.parse_args(ours)
@@ -30,10 +30,6 @@ def main(argv: list[str] | None = None) -> int:
         import gcstats
 
         gcstats.install(args.gc_stats)
-    if args.uvloop:
-        import uvloop
-
-        uvloop.install()
     from flowengine.cli import main as flowengine_main
 
     return flowengine_main(["serve", *rest])

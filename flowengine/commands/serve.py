@@ -71,8 +71,9 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The event loop ``--event-loop`` asks for: None for asyncio's own, uvloop's for ``uvloop`` and, when
-    it is installed, for ``auto``. In ``benchmarks/load`` uvloop gave the engine 10-15% more callbacks per
-    second (the bare aiohttp floor gained about 5%; ``benchmarks/RESULTS.md``).
+    it is installed, for ``auto``. In ``benchmarks/load`` uvloop gave the engine 10% more callbacks per
+    second with the memory store, 3-4% with SQLite and Redis (the bare aiohttp floor: 6%;
+    ``benchmarks/RESULTS.md``).
 
     Raises:
         ConfigError: ``uvloop`` was asked for and is not installed.
