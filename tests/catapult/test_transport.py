@@ -140,6 +140,14 @@ async def until(condition: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"never happened: {what}")
 
 
+async def _gated(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A server handler that answers each request (200, its target as the body) once ``server.gate`` opens."""
+    while (request := await server.next_request(reader)) is not None:
+        await server.gate.wait()
+        writer.write(response(200, request.target.encode()))
+        await writer.drain()
+
+
 def only_pool(transport: HttpTransport) -> PoolStats:
     (stats,) = transport.stats()
     return stats
@@ -379,15 +387,7 @@ class TestRequestsAndBodies:
 
 class TestPool:
     async def test_n_plus_one_requests_with_limit_n_share_n_connections(self, start_raw: StartRaw) -> None:
-        async def gated(
-            server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-        ) -> None:
-            while (request := await server.next_request(reader)) is not None:
-                await server.gate.wait()
-                writer.write(response(200, request.target.encode()))
-                await writer.drain()
-
-        server = await start_raw(gated)
+        server = await start_raw(_gated)
         async with HttpTransport(limit=2) as transport:
             tasks = [asyncio.create_task(transport.request("GET", f"{server.url}/{n}")) for n in range(3)]
             await until(lambda: len(server.requests) == 2, "two requests reached the server")
@@ -398,15 +398,7 @@ class TestPool:
         assert server.accepted == 2
 
     async def test_waiters_are_served_first_come_first_served(self, start_raw: StartRaw) -> None:
-        async def gated(
-            server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-        ) -> None:
-            while await server.next_request(reader) is not None:
-                await server.gate.wait()
-                writer.write(response(200))
-                await writer.drain()
-
-        server = await start_raw(gated)
+        server = await start_raw(_gated)
         async with HttpTransport(limit=1) as transport:
             tasks = [asyncio.create_task(transport.request("GET", f"{server.url}/0"))]
             await until(lambda: len(server.requests) == 1, "the first request arrived")
@@ -419,15 +411,7 @@ class TestPool:
         assert server.accepted == 1
 
     async def test_a_cancelled_waiter_gives_its_turn_away(self, start_raw: StartRaw) -> None:
-        async def gated(
-            server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-        ) -> None:
-            while await server.next_request(reader) is not None:
-                await server.gate.wait()
-                writer.write(response(200))
-                await writer.drain()
-
-        server = await start_raw(gated)
+        server = await start_raw(_gated)
         async with HttpTransport(limit=1) as transport:
             first = asyncio.create_task(transport.request("GET", server.url + "/first"))
             await until(lambda: len(server.requests) == 1, "the first request arrived")
@@ -763,15 +747,7 @@ class TestDeadlines:
         assert server.accepted == 3  # each timed-out connection replaced by a new one
 
     async def test_waiting_for_a_connection_counts_in_the_timeout(self, start_raw: StartRaw) -> None:
-        async def gated(
-            server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-        ) -> None:
-            while (request := await server.next_request(reader)) is not None:
-                await server.gate.wait()
-                writer.write(response(200, request.target.encode()))
-                await writer.drain()
-
-        server = await start_raw(gated)
+        server = await start_raw(_gated)
         async with HttpTransport(limit=1) as transport:
             busy = asyncio.create_task(transport.request("GET", server.url + "/busy"))
             await until(lambda: len(server.requests) == 1, "the first request arrived")

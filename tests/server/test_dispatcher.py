@@ -225,6 +225,16 @@ def _recording(dispatcher: Dispatcher, backend: MemoryBackend) -> RecordingStore
     return store
 
 
+async def _started_then_recorded(
+    make_dispatcher: MakeDispatcher, backend: MemoryBackend, call_id: str
+) -> tuple[Dispatcher, RecordingStore]:
+    """A dispatcher whose session for ``call_id`` has started and settled, then records its store calls."""
+    dispatcher = make_dispatcher("a")
+    await dispatcher.callback(incoming(call_id))
+    await _settle(lambda: dispatcher.pending == 0)
+    return dispatcher, _recording(dispatcher, backend)
+
+
 def _commits_done(store: RecordingStore) -> list[tuple[str, list[str]]]:
     return [(name, done) for name, done in store.calls if name == "commit" and done]
 
@@ -285,10 +295,7 @@ class TestStoreRoundTrips:
     async def test_the_last_result_fed_back_releases_the_lock_in_its_commit(
         self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
     ) -> None:
-        dispatcher = make_dispatcher("a")
-        await dispatcher.callback(incoming("c-6"))
-        await _settle(lambda: dispatcher.pending == 0)
-        store = _recording(dispatcher, backend)
+        dispatcher, store = await _started_then_recorded(make_dispatcher, backend, "c-6")
 
         # "6": one gather, whose result the session hears of and which decides nothing more
         assert (await dispatcher.callback(dtmf("c-6", "6"))).status == "handled"
@@ -306,10 +313,7 @@ class TestStoreRoundTrips:
     async def test_a_result_fed_back_is_committed_with_its_entry_marked_done(
         self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
     ) -> None:
-        dispatcher = make_dispatcher("a")
-        await dispatcher.callback(incoming("c-3"))
-        await _settle(lambda: dispatcher.pending == 0)
-        store = _recording(dispatcher, backend)
+        dispatcher, store = await _started_then_recorded(make_dispatcher, backend, "c-3")
         pending_at_request = _watch_outbox(dispatcher, backend, "s-c-3")
 
         # "3": a gather whose result the session hears of, then a prompt
