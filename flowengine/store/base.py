@@ -53,9 +53,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-import orjson
-
-from flowengine.errors import StoreError
 from flowengine.typing import JSONObject, Seconds, SnapshotData
 
 DEFAULT_LOCK_TTL: Seconds = 30.0
@@ -109,16 +106,9 @@ class SessionRecord:
         Raises:
             StoreError: the stored text is not a JSON object (corrupt).
         """
-        try:
-            value = orjson.loads(self.snapshot_json)
-        except orjson.JSONDecodeError as exc:
-            raise StoreError(f"session {self.session_id!r} snapshot: stored JSON is corrupt: {exc}") from exc
-        if not isinstance(value, dict):
-            raise StoreError(
-                f"session {self.session_id!r} snapshot: stored JSON is a {type(value).__name__}, "
-                "expected an object"
-            )
-        return value
+        from flowengine.store._common import loads_object  # _common imports this module
+
+        return loads_object(self.snapshot_json, f"session {self.session_id!r} snapshot")
 
     @property
     def ended(self) -> bool:
