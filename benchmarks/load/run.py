@@ -15,6 +15,11 @@ For each phase it reports callbacks/s, p50/p99/max callback latency, REST operat
 (now and peak) and its longest GC pause (``gc.callbacks``, :mod:`gcstats`), and writes all figures as JSON.
 
     python benchmarks/load/run.py                                  # everything (about 6 minutes)
+    python benchmarks/load/run.py --rounds 3 --phases floor,max   # floor and max in turn, 3 times
+
+With ``--rounds N`` the floor and every store's ``max`` phase run N times in turn and each ratio is taken
+against the floor of its own round (the median is reported): on a shared machine the core's speed drifts
+too much between the start and the end of a long run for one floor to serve every phase.
     python benchmarks/load/run.py --stores memory --phases floor,max,rate --duration 10
 """
 
@@ -26,6 +31,7 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -206,6 +212,89 @@ def run_floor(args: argparse.Namespace, workdir: Path, name: str, common: list[s
     return phase(args, workdir, name, argv, port, standin, extra)
 
 
+def run_store_phase(
+    args: argparse.Namespace, workdir: Path, kind: str, name: str, common: list[str], floor_rate: float,
+    store_max: float, label: str = "",
+) -> dict[str, Any]:  # fmt: skip
+    """One phase of the engine on store ``kind``: ``max``, ``rate``, ``sustained`` or ``idle``."""
+    port, standin = free_port(), free_port()
+    url = store_url(kind, workdir, f"{name}{label}")
+    if name == "max":
+        extra = ["--mode", "engine", "--connections", str(args.connections), *common]
+    elif name in ("rate", "sustained"):
+        rate = (
+            round(GOALS[kind] * floor_rate) if name == "rate" else round(args.sustained_fraction * store_max)
+        )
+        extra = [
+            "--mode",
+            "engine",
+            "--connections",
+            str(args.rate_connections),
+            "--rate",
+            str(rate),
+            *common,
+        ]
+    else:
+        extra = [
+            "--mode", "idle", "--calls", str(args.idle_sessions), "--connections", str(args.connections),
+            "--duration", str(args.idle_timeout),
+        ]  # fmt: skip
+    try:
+        report = phase(
+            args, workdir, f"{kind}-{name}{label}", engine_argv(args, url, port, standin), port, standin, extra,
+            settle=2.0 if name == "idle" else 0.0,
+        )  # fmt: skip
+    finally:
+        if kind == "redis":
+            clear_redis(url.partition("prefix=")[2])
+    report["store"] = kind
+    if name == "sustained":
+        report["fraction_of_max"] = args.sustained_fraction
+    if name == "rate":
+        report["goal"] = {"fraction_of_floor": GOALS[kind], "p99_ms": P99_GOAL_MS[kind]}
+    return report
+
+
+def run_rounds(
+    args: argparse.Namespace, workdir: Path, phases: list[str], common: list[str], results: dict[str, Any]
+) -> tuple[float, dict[str, float]]:
+    """The floor and each store's ``max`` phase, ``--rounds`` times in turn; return the floor's rate and
+    each store's maximum (medians over the rounds).
+
+    On a shared machine the speed of the core drifts by tens of percent within minutes, so a ratio is
+    only fair between phases run close together: each round's ratio divides by that round's floor, and
+    the figure reported is the median of the rounds' ratios (``results["ratios"]``).
+    """
+    floors: list[float] = []
+    maxima: dict[str, list[float]] = {}
+    ratios: dict[str, list[float]] = {}
+    for number in range(1, args.rounds + 1):
+        label = f"-r{number}" if args.rounds > 1 else ""
+        floor = args.floor_rate
+        if "floor" in phases:
+            report = run_floor(args, workdir, f"floor{label}", common)
+            results["phases"].append(report)
+            floor = report["events_per_s"]
+            floors.append(floor)
+        if "max" not in phases:
+            continue
+        for kind in args.stores.split(","):
+            report = run_store_phase(args, workdir, kind, "max", common, floor, 0.0, label)
+            results["phases"].append(report)
+            maxima.setdefault(kind, []).append(report["events_per_s"])
+            if floor:
+                report["of_floor"] = round(report["events_per_s"] / floor, 4)
+                ratios.setdefault(kind, []).append(report["of_floor"])
+    results["ratios"] = {
+        kind: {"rounds": values, "median": statistics.median(values)} for kind, values in ratios.items()
+    }
+    for kind, summary_ in results["ratios"].items():
+        print(f"  {kind}: of the floor per round {summary_['rounds']}, median {summary_['median']:.3f}",
+              file=sys.stderr, flush=True)  # fmt: skip
+    floor_rate = statistics.median(floors) if floors else args.floor_rate
+    return floor_rate, {kind: statistics.median(values) for kind, values in maxima.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stores", default="memory,sqlite,redis")
@@ -243,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gc-threshold", metavar="G0,G1,G2", help="the engine's gc.set_threshold (experiments)"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the floor and each store's max phase this many times in turn; ratios are per round",
+    )
     parser.add_argument("--out", type=Path, help="write all figures here as JSON")
     args = parser.parse_args(argv)
     phases = args.phases.split(",")
@@ -259,63 +354,22 @@ def main(argv: list[str] | None = None) -> int:
         "--duration",
         str(args.duration),
     ]
-    floor_rate = args.floor_rate
     with tempfile.TemporaryDirectory(prefix="fe-load-") as tmp:
         workdir = Path(tmp)
-        if "floor" in phases:
-            report = run_floor(args, workdir, "floor", common)
-            results["phases"].append(report)
-            floor_rate = report["events_per_s"]
+        floor_rate, store_max = run_rounds(args, workdir, phases, common, results)
         for kind in args.stores.split(","):
-            store_max = 0.0
-            for name in ("max", "rate", "sustained", "idle"):
+            for name in ("rate", "sustained", "idle"):
                 if name not in phases or (name == "idle" and kind not in args.idle_stores.split(",")):
                     continue
                 if name == "rate" and not floor_rate:
                     raise SystemExit(
                         "the rate phase needs the floor's rate: add the floor phase or --floor-rate"
                     )
-                port, standin = free_port(), free_port()
-                url = store_url(kind, workdir, name)
-                if name == "sustained" and not store_max:
+                if name == "sustained" and not store_max.get(kind):
                     raise SystemExit("the sustained phase needs the store's max phase before it")
-                if name == "max":
-                    extra = ["--mode", "engine", "--connections", str(args.connections), *common]
-                elif name in ("rate", "sustained"):
-                    if name == "rate":
-                        rate = round(GOALS[kind] * floor_rate)
-                    else:
-                        rate = round(args.sustained_fraction * store_max)
-                    extra = [
-                        "--mode",
-                        "engine",
-                        "--connections",
-                        str(args.rate_connections),
-                        "--rate",
-                        str(rate),
-                        *common,
-                    ]
-                else:
-                    extra = [
-                        "--mode", "idle", "--calls", str(args.idle_sessions), "--connections", str(args.connections),
-                        "--duration", str(args.idle_timeout),
-                    ]  # fmt: skip
-                try:
-                    report = phase(
-                        args, workdir, f"{kind}-{name}", engine_argv(args, url, port, standin), port, standin, extra,
-                        settle=2.0 if name == "idle" else 0.0,
-                    )  # fmt: skip
-                finally:
-                    if kind == "redis":
-                        clear_redis(url.partition("prefix=")[2])
-                report["store"] = kind
-                if name == "max":
-                    store_max = report["events_per_s"]
-                if name == "sustained":
-                    report["fraction_of_max"] = args.sustained_fraction
-                if name == "rate":
-                    report["goal"] = {"fraction_of_floor": GOALS[kind], "p99_ms": P99_GOAL_MS[kind]}
-                results["phases"].append(report)
+                results["phases"].append(
+                    run_store_phase(args, workdir, kind, name, common, floor_rate, store_max.get(kind, 0.0))
+                )
         if "floor" in phases and args.floor_again:
             # The machine may be shared: a second floor run at the end shows how much the baseline drifted.
             results["phases"].append(run_floor(args, workdir, "floor-end", common))
