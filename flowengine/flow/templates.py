@@ -533,14 +533,32 @@ def _excerpt(src: str, width: int = 60) -> str:
     return repr(text)
 
 
+_Part = str | tuple[str, ...]
+"""A part of a simple template: literal text, or a name and the keys below it (``call.to``)."""
+
+_PLAIN_SCALARS: Final = (str, int, float, bool)
+_DICT_ATTRIBUTES: Final = frozenset(dir(dict))
+
+
 class CompiledTemplate:
-    """A template compiled once; plain text keeps no Jinja object at all."""
+    """A template compiled once; plain text keeps no Jinja object at all.
 
-    __slots__ = ("_template", "source")
+    A template made only of text and ``{{ name }}`` / ``{{ name.key.key }}`` outputs (most of a flow's
+    templates: ``{{ sales_number }}``, ``Thanks for calling {{ company }}.``) is also kept as a list of
+    parts and rendered by looking the values up directly: Jinja's context for one rendering costs more
+    than the rendering itself. Whenever a lookup is not a plain one (a missing name, a key that is also a
+    ``dict`` attribute, a value that is not a scalar), the template renders through Jinja instead, so the
+    result and every error are Jinja's own.
+    """
 
-    def __init__(self, source: str, template: jinja2.Template | None) -> None:
+    __slots__ = ("_parts", "_template", "source")
+
+    def __init__(
+        self, source: str, template: jinja2.Template | None, parts: tuple[_Part, ...] | None = None
+    ) -> None:
         self.source = source
         self._template = template
+        self._parts = parts
 
     @property
     def is_constant(self) -> bool:
@@ -552,6 +570,10 @@ class CompiledTemplate:
         template = self._template
         if template is None:
             return self.source
+        if self._parts is not None:
+            text = _render_parts(self._parts, context)
+            if text is not None:
+                return text
         size = 0
         parts: list[str] = []
         budget = _LOOP_BUDGET.set([MAX_LOOP_ITERATIONS])
@@ -569,6 +591,51 @@ class CompiledTemplate:
 
     def __repr__(self) -> str:
         return f"CompiledTemplate({self.source!r})"
+
+
+def _render_parts(parts: tuple[_Part, ...], context: Mapping[str, Any]) -> str | None:
+    """A simple template rendered by direct lookups, or None when Jinja must render it."""
+    out: list[str] = []
+    for part in parts:
+        if type(part) is str:
+            out.append(part)
+            continue
+        name, *keys = part
+        if name not in context:
+            return None
+        value = context[name]
+        for key in keys:
+            if type(value) is not dict or key in _DICT_ATTRIBUTES or key not in value:
+                return None
+            value = value[key]
+        if value is None:
+            continue  # as _finalize: an absent optional value renders as nothing
+        if type(value) not in _PLAIN_SCALARS:
+            return None
+        out.append(str(value))
+    text = "".join(out)
+    return text if len(text) <= MAX_OUTPUT else None
+
+
+def _simple_parts(tree: jinja2.nodes.Template) -> tuple[_Part, ...] | None:
+    """The parts of a template made only of text and name/attribute outputs, else None."""
+    if len(tree.body) != 1 or not isinstance(tree.body[0], jinja2.nodes.Output):
+        return None
+    parts: list[_Part] = []
+    for node in tree.body[0].nodes:
+        if isinstance(node, jinja2.nodes.TemplateData):
+            parts.append(node.data)
+            continue
+        keys: list[str] = []
+        while isinstance(node, jinja2.nodes.Getattr) and node.ctx == "load":
+            if node.attr.startswith("_"):
+                return None  # the sandbox refuses it: leave the refusal to Jinja
+            keys.append(node.attr)
+            node = node.node
+        if not isinstance(node, jinja2.nodes.Name) or node.ctx != "load":
+            return None
+        parts.append((node.name, *reversed(keys)))
+    return tuple(parts)
 
 
 class CompiledExpression:
@@ -608,7 +675,8 @@ def compile_template(src: str) -> CompiledTemplate:
         code = _ENV.compile(tree, name=_TEMPLATE_NAME, filename=_TEMPLATE_NAME)
     except jinja2.TemplateSyntaxError as exc:  # e.g. an unknown filter or test
         raise _syntax_error(src, exc) from None
-    return CompiledTemplate(src, _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None), None))
+    template = _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None), None)
+    return CompiledTemplate(src, template, _simple_parts(tree))
 
 
 @lru_cache(maxsize=8192)
@@ -698,7 +766,8 @@ def compile_url_template(src: str) -> CompiledTemplate:
         code = _ENV.compile(tree, name=_TEMPLATE_NAME, filename=_TEMPLATE_NAME)
     except jinja2.TemplateSyntaxError as exc:
         raise _syntax_error(src, exc) from None
-    return CompiledTemplate(src, _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None), None))
+    template = _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None), None)
+    return CompiledTemplate(src, template, _simple_parts(tree))
 
 
 def _past_authority(prefix: str) -> bool:

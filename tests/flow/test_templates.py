@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowengine.errors import TemplateError, TemplateSyntaxError
 from flowengine.flow import templates
@@ -174,3 +176,72 @@ class TestEvaluate:
     def test_truthy_gives_a_bool(self) -> None:
         assert templates.truthy("xs", {"xs": [1]}) is True
         assert templates.truthy("xs", {"xs": []}) is False
+
+
+class TestSimpleTemplates:
+    """Text-and-lookup templates render by direct lookups; the result is always Jinja's own."""
+
+    def test_simple_templates_skip_jinjas_context(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        compiled = compile_template("Thanks for calling {{ company }}, {{ call.to }}!")
+        assert compiled._template is not None
+
+        def no_context(*args: object, **kwargs: object) -> None:
+            raise AssertionError("Jinja's context was built for a simple template")
+
+        monkeypatch.setattr(compiled._template, "new_context", no_context)
+        context = {"company": "Acme", "call": {"to": "+19195551000"}}
+        assert compiled.render(context) == "Thanks for calling Acme, +19195551000!"
+
+    @pytest.mark.parametrize(
+        "source",
+        ["{{ a|upper }}", "{% if a %}b{% endif %}", "{{ a._b }}", "{{ a['b'] }}", "{{ 'x' }}", "{{ a() }}"],
+    )
+    def test_anything_else_is_left_to_jinja(self, source: str) -> None:
+        assert compile_template(source)._parts is None
+
+    @pytest.mark.parametrize(
+        ("source", "context"),
+        [
+            ("{{ a.items }}", {"a": {"items": "x"}}),  # a dict attribute: Jinja gives the method
+            ("{{ a.b }}", {"a": {"c": 1}}),  # a missing key
+            ("{{ a }}", {"a": [1, 2]}),  # not a scalar
+            ("{{ range }}", {}),  # a global, not a context value
+            ("{{ a }}", {"a": "x" * (MAX_OUTPUT + 1)}),  # too long
+        ],
+    )
+    def test_unusual_lookups_fall_back_to_jinja(self, source: str, context: dict[str, object]) -> None:
+        fast = compile_template(source)
+        slow = templates.CompiledTemplate(source, fast._template)
+        assert _outcome(fast, context) == _outcome(slow, context)
+
+    @settings(max_examples=300, deadline=None)
+    @given(data=st.data())
+    def test_direct_lookups_agree_with_jinja(self, data: st.DataObject) -> None:
+        names = st.sampled_from(["a", "b", "call", "items", "keys", "to", "x1"])
+        path = st.lists(names, min_size=1, max_size=3).map(lambda keys: "{{ " + ".".join(keys) + " }}")
+        text = st.text(alphabet="ab .,!{}%#\n-", max_size=8).filter(
+            lambda t: "{{" not in t and "{%" not in t and "{#" not in t and not t.endswith("{")
+        )
+        source = "".join(data.draw(st.lists(st.one_of(path, text), min_size=1, max_size=4)))
+        scalars = st.one_of(
+            st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5)
+        )
+        values = st.recursive(
+            scalars,
+            lambda inner: st.one_of(st.lists(inner, max_size=2), st.dictionaries(names, inner, max_size=3)),
+            max_leaves=6,
+        )
+        context = data.draw(st.dictionaries(names, values, max_size=5))
+        try:
+            fast = compile_template(source)
+        except TemplateSyntaxError:
+            return
+        slow = templates.CompiledTemplate(source, fast._template)
+        assert _outcome(fast, context) == _outcome(slow, context)
+
+
+def _outcome(compiled: templates.CompiledTemplate, context: dict[str, object]) -> tuple[str, str]:
+    try:
+        return ("ok", compiled.render(context))
+    except TemplateError as exc:
+        return ("error", str(exc))
