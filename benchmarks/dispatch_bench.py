@@ -149,6 +149,7 @@ async def run(args: argparse.Namespace) -> None:
         f"({args.store}, {args.concurrency} calls, {args.inflight} in flight)"
     )
     print("outcomes:", dict(outcomes))
+    print("REST requests by kind:", dict(driver.rest_by_kind))
     if profiler is not None:
         profiler.dump_stats(args.profile)
 

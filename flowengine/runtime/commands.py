@@ -9,9 +9,11 @@ Every REST command has a ``command_id``, so that any failure can come back as th
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any, ClassVar, Literal, TypeAlias
 from urllib.parse import quote
 
@@ -27,12 +29,17 @@ class RestRequest:
     json: JSONObject | None
 
 
+@lru_cache(maxsize=16)
 def _users(user_id: str) -> str:
     return f"/v1/users/{quote(user_id, safe='')}"
 
 
+# What quote(value, safe="") leaves alone: ids made only of these (nearly all) are used as they are.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+
+
 def _seg(value: str) -> str:
-    return quote(value, safe="")
+    return value if _UNRESERVED(value) else quote(value, safe="")
 
 
 def _compact(body: Mapping[str, JSON]) -> JSONObject:

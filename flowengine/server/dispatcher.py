@@ -328,7 +328,8 @@ class Dispatcher:
                     begun = await self._start_session(step, routed, route_key, dedup, data)
                     if begun is not None:
                         return begun
-                _log.info("callback.session_ended", session_id=session_id, event_type=routed.event_type)
+                # Routine (the other leg's hangup after the flow ended the call): not worth a line at info.
+                _log.debug("callback.session_ended", session_id=session_id, event_type=routed.event_type)
                 return Outcome("ended", "the session has ended", session_id), None
             started = time.perf_counter()
             step = self.runtime.handle(record.snapshot_json, routed.event, now)

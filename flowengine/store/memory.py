@@ -253,23 +253,24 @@ class MemoryStore:
         if dedup_key is not None and data.dedup.get(dedup_key, 0.0) > now:
             raise DuplicateEventError(f"session {lock.session_id!r}: event {dedup_key!r} was already handled")
         sid = lock.session_id
-        previous = self._live(data, sid, now)
-        ended_at = previous.ended_at if previous is not None else None
-        if ended and ended_at is None:
-            ended_at = now
-        session = _Session(
-            snapshot=stored,
-            version=(previous.version if previous is not None else 0) + 1,
-            updated_at=now,
-            ended_at=ended_at,
-            outbox=dict(previous.outbox) if previous is not None else {},
-        )
+        session = self._live(data, sid, now)
+        if session is None:
+            session = data.sessions[sid] = _Session(stored, 1, now, now if ended else None)
+            newly_ended = ended
+        else:
+            # Updated in place: records handed out hold copies (the snapshot text, decoded outbox entries).
+            newly_ended = ended and session.ended_at is None
+            if newly_ended:
+                session.ended_at = now
+            session.snapshot = stored
+            session.version += 1
+            session.updated_at = now
+        outbox = session.outbox
         for entry_id in done_ids:
-            session.outbox.pop(entry_id, None)
+            outbox.pop(entry_id, None)
         for entry_id, command in entries:
-            session.outbox.pop(entry_id, None)
-            session.outbox[entry_id] = command
-        data.sessions[sid] = session
+            outbox.pop(entry_id, None)
+            outbox[entry_id] = command
         for key in unroutes:
             if data.routes.get(key) == sid:
                 del data.routes[key]
@@ -279,7 +280,8 @@ class MemoryStore:
             data.timers.pop((sid, key), None)
         for key, due in (timers_set or {}).items():
             data.timers[(sid, key)] = (float(due), float(due))
-        if ended_at is not None:
+        if session.ended_at is not None and (newly_ended or timers_set):
+            # Once ended, a session keeps no timers (after that only a commit setting some can add any).
             for timer_id in [t for t in data.timers if t[0] == sid]:
                 del data.timers[timer_id]
         if dedup_key is not None:
