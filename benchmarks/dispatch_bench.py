@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import sys
 import tempfile
 import time
@@ -37,6 +38,7 @@ from driver import USER, Driver  # noqa: E402
 
 from flowengine.catapult.client import CatapultClient  # noqa: E402
 from flowengine.catapult.transport import HttpResponse, HttpTransport  # noqa: E402
+from flowengine.commands.serve import _GC_YOUNG_THRESHOLD  # noqa: E402
 from flowengine.config import ServeConfig  # noqa: E402
 from flowengine.flow.pipeline import read_flow  # noqa: E402
 from flowengine.server.dispatcher import Dispatcher  # noqa: E402
@@ -117,6 +119,10 @@ async def run(args: argparse.Namespace) -> None:
                 if last:
                     driver.finish(call)
 
+        # As `flowengine serve` does once started: start-up objects frozen, young collections every 50,000.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(_GC_YOUNG_THRESHOLD, 20, 100)
         for _ in range(args.concurrency):
             driver.start_call()
         workers = [asyncio.create_task(worker()) for _ in range(args.inflight)]

@@ -269,6 +269,8 @@ class _Fields:
         value = self.data.get(name)
         if value is None:
             return None
+        if type(value) is str and len(value) <= _MAX_STRING:  # nearly always
+            return value
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise self._fail(name, f"must be a string, not {type(value).__name__}")
         text = str(value)
