@@ -597,7 +597,7 @@ def _render_parts(parts: tuple[_Part, ...], context: Mapping[str, Any]) -> str |
     """A simple template rendered by direct lookups, or None when Jinja must render it."""
     out: list[str] = []
     for part in parts:
-        if type(part) is str:
+        if isinstance(part, str):
             out.append(part)
             continue
         name, *keys = part

@@ -265,12 +265,12 @@ class MemoryStore:
             session.snapshot = stored
             session.version += 1
             session.updated_at = now
-        outbox = session.outbox
+        pending = session.outbox
         for entry_id in done_ids:
-            outbox.pop(entry_id, None)
+            pending.pop(entry_id, None)
         for entry_id, command in entries:
-            outbox.pop(entry_id, None)
-            outbox[entry_id] = command
+            pending.pop(entry_id, None)
+            pending[entry_id] = command
         for key in unroutes:
             if data.routes.get(key) == sid:
                 del data.routes[key]
