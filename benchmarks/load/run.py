@@ -17,9 +17,10 @@ For each phase it reports callbacks/s, p50/p99/max callback latency, REST operat
     python benchmarks/load/run.py                                  # everything (about 6 minutes)
     python benchmarks/load/run.py --rounds 3 --phases floor,max   # floor and max in turn, 3 times
 
-With ``--rounds N`` the floor and every store's ``max`` phase run N times in turn and each ratio is taken
-against the floor of its own round (the median is reported): on a shared machine the core's speed drifts
-too much between the start and the end of a long run for one floor to serve every phase.
+With ``--rounds N`` the floor and every store's ``max`` phase run N times in turn (and the floor once more
+at the end) and each ratio is taken against the floors of its own round, the one before and the one after
+(the medians are reported): on a shared machine the core's speed drifts too much between the start and the
+end of a long run for one floor to serve every phase.
     python benchmarks/load/run.py --stores memory --phases floor,max,rate --duration 10
 """
 
@@ -262,12 +263,13 @@ def run_rounds(
     each store's maximum (medians over the rounds).
 
     On a shared machine the speed of the core drifts by tens of percent within minutes, so a ratio is
-    only fair between phases run close together: each round's ratio divides by that round's floor, and
-    the figure reported is the median of the rounds' ratios (``results["ratios"]``).
+    only fair between phases run close together. Each store phase gets two ratios: against its round's
+    floor (``of_floor``), and against the mean of that floor and the next one (``of_floor_bracketed``; a
+    closing floor follows the last round); ``results["ratios"]`` holds both per round, and their medians.
     """
     floors: list[float] = []
     maxima: dict[str, list[float]] = {}
-    ratios: dict[str, list[float]] = {}
+    reports: list[tuple[int, dict[str, Any]]] = []
     for number in range(1, args.rounds + 1):
         label = f"-r{number}" if args.rounds > 1 else ""
         floor = args.floor_rate
@@ -284,13 +286,38 @@ def run_rounds(
             maxima.setdefault(kind, []).append(report["events_per_s"])
             if floor:
                 report["of_floor"] = round(report["events_per_s"] / floor, 4)
-                ratios.setdefault(kind, []).append(report["of_floor"])
+                reports.append((number, report))
+    closing = None
+    if args.rounds > 1 and "floor" in phases and "max" in phases:
+        # One more floor after the last round, so that every round's phases lie between two floors.
+        report = run_floor(args, workdir, f"floor-r{args.rounds + 1}", common)
+        results["phases"].append(report)
+        closing = report["events_per_s"]
+    ratios: dict[str, dict[str, list[float]]] = {}
+    for number, report in reports:
+        after = floors[number] if number < len(floors) else closing
+        bracket = (floors[number - 1] + after) / 2 if after else floors[number - 1]
+        report["of_floor_bracketed"] = round(report["events_per_s"] / bracket, 4)
+        kind_ratios = ratios.setdefault(report["store"], {"rounds": [], "bracketed": []})
+        kind_ratios["rounds"].append(report["of_floor"])
+        kind_ratios["bracketed"].append(report["of_floor_bracketed"])
     results["ratios"] = {
-        kind: {"rounds": values, "median": statistics.median(values)} for kind, values in ratios.items()
+        kind: {
+            "rounds": values["rounds"],
+            "median": statistics.median(values["rounds"]),
+            "bracketed": values["bracketed"],
+            "bracketed_median": statistics.median(values["bracketed"]),
+        }
+        for kind, values in ratios.items()
     }
     for kind, summary_ in results["ratios"].items():
-        print(f"  {kind}: of the floor per round {summary_['rounds']}, median {summary_['median']:.3f}",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"  {kind}: of the floor per round {summary_['rounds']} (median {summary_['median']:.3f}); "
+            f"of the mean of the floors before and after {summary_['bracketed']} "
+            f"(median {summary_['bracketed_median']:.3f})",
+            file=sys.stderr,
+            flush=True,
+        )
     floor_rate = statistics.median(floors) if floors else args.floor_rate
     return floor_rate, {kind: statistics.median(values) for kind, values in maxima.items()}
 
