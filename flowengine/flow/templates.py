@@ -538,6 +538,8 @@ _Part = str | tuple[str, ...]
 
 _PLAIN_SCALARS: Final = (str, int, float, bool)
 _DICT_ATTRIBUTES: Final = frozenset(dir(dict))
+_JINJA_NAMES: Final = frozenset({"self", "loop", "caller", "varargs", "kwargs"})
+"""Names Jinja's code generator may bind itself (``{{ self }}`` is the template), never context lookups."""
 
 
 class CompiledTemplate:
@@ -632,7 +634,7 @@ def _simple_parts(tree: jinja2.nodes.Template) -> tuple[_Part, ...] | None:
                 return None  # the sandbox refuses it: leave the refusal to Jinja
             keys.append(node.attr)
             node = node.node
-        if not isinstance(node, jinja2.nodes.Name) or node.ctx != "load":
+        if not isinstance(node, jinja2.nodes.Name) or node.ctx != "load" or node.name in _JINJA_NAMES:
             return None
         parts.append((node.name, *reversed(keys)))
     return tuple(parts)
@@ -766,8 +768,8 @@ def compile_url_template(src: str) -> CompiledTemplate:
         code = _ENV.compile(tree, name=_TEMPLATE_NAME, filename=_TEMPLATE_NAME)
     except jinja2.TemplateSyntaxError as exc:
         raise _syntax_error(src, exc) from None
-    template = _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None), None)
-    return CompiledTemplate(src, template, _simple_parts(tree))
+    # No direct lookups here: every value must pass through the markers that render_url encodes by.
+    return CompiledTemplate(src, _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None), None))
 
 
 def _past_authority(prefix: str) -> bool:

@@ -199,6 +199,12 @@ class TestSimpleTemplates:
     def test_anything_else_is_left_to_jinja(self, source: str) -> None:
         assert compile_template(source)._parts is None
 
+    def test_url_templates_always_mark_their_values(self) -> None:
+        assert templates.compile_url_template("https://x.test/{{ a }}")._parts is None
+        assert templates.render_url("https://x.test/calls?from={{ a }}", {"a": "+1 &b"}) == (
+            "https://x.test/calls?from=%2B1%20%26b"
+        )
+
     @pytest.mark.parametrize(
         ("source", "context"),
         [
@@ -207,6 +213,7 @@ class TestSimpleTemplates:
             ("{{ a }}", {"a": [1, 2]}),  # not a scalar
             ("{{ range }}", {}),  # a global, not a context value
             ("{{ a }}", {"a": "x" * (MAX_OUTPUT + 1)}),  # too long
+            ("{{ self }}", {"self": "x"}),  # Jinja's template reference, not the context value
         ],
     )
     def test_unusual_lookups_fall_back_to_jinja(self, source: str, context: dict[str, object]) -> None:
@@ -217,7 +224,7 @@ class TestSimpleTemplates:
     @settings(max_examples=300, deadline=None)
     @given(data=st.data())
     def test_direct_lookups_agree_with_jinja(self, data: st.DataObject) -> None:
-        names = st.sampled_from(["a", "b", "call", "items", "keys", "to", "x1"])
+        names = st.sampled_from(["a", "b", "call", "items", "keys", "to", "x1", "self", "loop"])
         path = st.lists(names, min_size=1, max_size=3).map(lambda keys: "{{ " + ".".join(keys) + " }}")
         text = st.text(alphabet="ab .,!{}%#\n-", max_size=8).filter(
             lambda t: "{{" not in t and "{%" not in t and "{#" not in t and not t.endswith("{")
