@@ -21,7 +21,7 @@ import asyncio
 import base64
 import binascii
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Final
 
 import aiohttp
@@ -36,6 +36,7 @@ from flowengine.errors import FlowEngineError, StoreError
 from flowengine.flow.model import Flow
 from flowengine.server.dispatcher import Dispatcher, Outcome
 from flowengine.server.flows import FlowLibrary, Loader, ReloadReport, default_loader
+from flowengine.server.guard import add_fallback_route, add_route
 from flowengine.server.keys import (
     CONFIG,
     DISPATCHER,
@@ -95,7 +96,8 @@ def create_app(
         loader: reads one flow file (a seam for tests).
         timer_interval: how often due session timers are looked for, in seconds.
     """
-    app = web.Application(client_max_size=config.max_body, middlewares=[_errors_middleware])
+    # No middleware: error answers come from the handlers' guard (see flowengine.server.guard).
+    app = web.Application(client_max_size=config.max_body)
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[RELOAD] = asyncio.Lock()
@@ -165,14 +167,15 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     for kind in ("voice", "messaging"):
-        app.router.add_route("POST", f"/callbacks/{kind}", _callback)
-        app.router.add_route("GET", f"/callbacks/{kind}", _callback)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", _metrics)
+        add_route(app, "POST", f"/callbacks/{kind}", _callback)
+        add_route(app, "GET", f"/callbacks/{kind}", _callback)
+    add_route(app, "GET", "/healthz", _healthz, allow_head=True)
+    add_route(app, "GET", "/readyz", _readyz, allow_head=True)
+    add_route(app, "GET", "/metrics", _metrics, allow_head=True)
     from flowengine.server.executions import add_routes
 
     add_routes(app)
+    add_fallback_route(app)  # last: it takes every path and method no other route takes
     return app
 
 
@@ -208,30 +211,6 @@ async def _watch_flows(app: web.Application) -> None:
 
 
 # ---------------------------------------------------------------------------------------- handlers
-
-
-@web.middleware
-async def _errors_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """JSON answers for HTTP errors; an unexpected exception is logged and answered 500, never fatal."""
-    try:
-        return await handler(request)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, "body-too-large", exc.text or "the body is too large")
-    except web.HTTPException as exc:
-        if exc.status >= 400 and exc.content_type != "application/json":
-            code = (exc.reason or "error").lower().replace(" ", "-")
-            kept = {k: v for k, v in exc.headers.items() if k in ("Allow", "WWW-Authenticate", "Retry-After")}
-            return error_response(exc.status, code, exc.reason, kept)
-        raise
-    except StoreError as exc:
-        _log.error("request.store_unavailable", path=request.path, error=str(exc))
-        return error_response(503, "store-unavailable", "the session store is unavailable; retry later")
-    except Exception:
-        _log.exception("request.failed", method=request.method, path=request.path)
-        request.app[METRICS].errors.labels(kind="internal").inc()
-        return error_response(500, "internal-error", "the server failed to handle this request")
 
 
 def _authorized(request: web.Request, auth: tuple[str, str]) -> bool:

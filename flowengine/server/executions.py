@@ -18,6 +18,7 @@ from aiohttp import web
 
 from flowengine.errors import StoreError
 from flowengine.server.dispatcher import AtCapacity, NoSuchFlow, Overloaded
+from flowengine.server.guard import add_route
 from flowengine.server.keys import CONFIG, DISPATCHER
 from flowengine.server.responses import error_response
 from flowengine.typing import JSONObject
@@ -31,10 +32,10 @@ MAX_LIMIT: Final = 1000
 
 def add_routes(app: web.Application) -> None:
     """Add the executions routes to the server application."""
-    app.router.add_post("/v1/executions", _create)
-    app.router.add_get("/v1/executions", _list)
-    app.router.add_get("/v1/executions/{id}", _get)
-    app.router.add_delete("/v1/executions/{id}", _delete)
+    add_route(app, "POST", "/v1/executions", _create)
+    add_route(app, "GET", "/v1/executions", _list, allow_head=True)
+    add_route(app, "GET", "/v1/executions/{id}", _get, allow_head=True)
+    add_route(app, "DELETE", "/v1/executions/{id}", _delete)
 
 
 def _problem(status: int, code: str, message: str, **headers: str) -> web.Response:
