@@ -515,7 +515,7 @@ def parse_callback(data: Mapping[str, object]) -> CallbackEvent:
         CallbackParseError: the body is not an object, or a field is missing or has the wrong type; the
             exception's ``field`` names it.
     """
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):  # dict first: Mapping is an ABC
         raise CallbackParseError("", f"a callback must be a JSON object, not {type(data).__name__}")
     event_type = data.get("eventType")
     if not isinstance(event_type, str) or not event_type:

@@ -262,7 +262,7 @@ async def _callback(request: web.Request) -> web.StreamResponse:
             {"WWW-Authenticate": 'Basic realm="flowengine callbacks"'},
         )
     data = await _read_callback(request)
-    if isinstance(data, web.Response):
+    if not isinstance(data, dict):  # web.Response is an ABC (a MutableMapping): dict is the quick test
         metrics.callbacks.labels(outcome="bad-request").inc()
         _log.warning("callback.malformed", path=request.path, status=data.status)
         return data

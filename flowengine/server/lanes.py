@@ -45,6 +45,9 @@ class Lanes(Generic[T]):
         self._lanes: dict[str, _Lane[T]] = {}
         self._closed = False
         self._pending = 0
+        # The running loop, kept while any lane is busy: on Python 3.11 every get_running_loop() (and so
+        # every asyncio.create_task()) makes a getpid() system call, and this runs once per callback.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return len(self._lanes)
@@ -58,14 +61,19 @@ class Lanes(Generic[T]):
         """Queue ``job`` behind the jobs already queued for ``key``; the future gets its result (or error)."""
         if self._closed:
             raise RuntimeError("lanes are closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None or not self._lanes:  # no lane busy: nothing ties the lanes to the loop seen last
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
         lane.jobs.append((job, future))
         self._pending += 1
         if lane.worker is None:
-            lane.worker = asyncio.create_task(self._run(key, lane), name=f"lane:{key}")
+            # Unnamed: naming a task costs a formatted string and a call, once per callback; failures are
+            # logged with the lane's key instead.
+            lane.worker = loop.create_task(self._run(key, lane))
         return future
 
     async def _run(self, key: str, lane: _Lane[T]) -> None:

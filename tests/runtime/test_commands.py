@@ -253,3 +253,23 @@ def test_commands_describe_themselves_as_plain_data() -> None:
 def test_path_segments_are_quoted_as_quote_would(value: str) -> None:
     # Ids of unreserved characters skip quote(); the result must be the same either way.
     assert cmd._seg(value) == quote(value, safe="")
+
+
+def _rest_command_classes() -> list[type[cmd.RestCommand]]:
+    found: list[type[cmd.RestCommand]] = []
+    pending = list(cmd.RestCommand.__subclasses__())
+    while pending:
+        klass = pending.pop()
+        found.append(klass)
+        pending.extend(klass.__subclasses__())
+    return found
+
+
+def test_every_rest_command_builds_its_own_request() -> None:
+    # RestCommand is not an ABC (isinstance against one runs Python code): this is what would catch a
+    # subclass that forgot its request() at instantiation.
+    classes = _rest_command_classes()
+    assert len(classes) >= 15
+    missing = [klass.__name__ for klass in classes if klass.request is cmd.RestCommand.request]
+    assert missing == []
+    assert all(klass.operation for klass in classes)

@@ -66,3 +66,21 @@ async def test_jobs_cancelled_at_shutdown_stop_counting() -> None:
     assert running.cancelled()
     assert queued.cancelled()
     assert lanes.pending == 0
+
+
+def test_lanes_idle_between_two_event_loops_work_in_the_second() -> None:
+    # The lanes keep the running loop while a lane is busy; once all are idle they must not hand a job to
+    # the loop they saw last (here closed).
+    lanes: Lanes[str] = Lanes()
+
+    async def job() -> tuple[str, Then | None]:
+        return "answered", None
+
+    async def one_job() -> str:
+        answer = await lanes.submit("a", job)
+        while len(lanes):
+            await asyncio.sleep(0)
+        return answer
+
+    assert asyncio.run(one_job()) == "answered"
+    assert asyncio.run(one_job()) == "answered"
