@@ -129,6 +129,7 @@ class SQLiteStore:
         # Event loop thread only: jobs waiting for the worker, and whether a batch of them is running.
         self._queued: list[_Queued] = []
         self._running = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     async def open(
@@ -265,7 +266,11 @@ class SQLiteStore:
         """
         if self._closed:
             raise StoreError(f"{self.description}: used after close()")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None or not self._running:
+            # Kept while a batch runs (it belongs to that loop): on Python 3.11 each get_running_loop() is
+            # a getpid() system call, and this runs two or three times per callback.
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queued.append((work, write, future))
         if not self._running:

@@ -105,3 +105,21 @@ async def test_a_closed_store_fails_what_was_still_queued(store: SQLiteStore) ->
 
     assert first == 1  # it was running already
     assert all(isinstance(r, StoreError) and "after close()" in str(r) for r in queued)
+
+
+def test_a_store_idle_between_two_event_loops_works_in_the_second(tmp_path: Path) -> None:
+    # The store keeps the running loop while a batch runs; once idle it must not hand results to the
+    # loop it saw last (here closed).
+    async def opened() -> SQLiteStore:
+        store = await SQLiteStore.open(str(tmp_path / "state.db"))
+        await store.ping()
+        return store
+
+    store = asyncio.run(opened())
+
+    async def used_and_closed() -> bool:
+        found = await store.lookup("call:nobody")
+        await store.close()
+        return found is None
+
+    assert asyncio.run(used_and_closed())
