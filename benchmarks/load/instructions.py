@@ -53,7 +53,7 @@ def count(
     else:
         url = store_url(target, workdir, label)
         server = engine_argv(
-            argparse.Namespace(gc_threshold=None, uvloop=False, log_level="info"), url, port, standin
+            argparse.Namespace(gc_threshold=None, uvloop=False, log_level=args.log_level), url, port, standin
         )
         mode = "engine"
     out = workdir / f"{label}.cachegrind"
@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--callbacks", default="1500,4500", help="callbacks in the short and the long run: SHORT,LONG"
     )
+    parser.add_argument("--log-level", default="info", help="the engine's --log-level")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     parser.add_argument(
         "--keep", type=Path, metavar="DIR", help="keep cachegrind's files (for cg_annotate) and logs here"

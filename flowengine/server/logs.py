@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TextIO
+import time
+from typing import Any, TextIO
 
 import orjson
 import structlog
@@ -49,6 +50,36 @@ def _dumps(value: object, **_: object) -> str:
     return orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def _timestamp(
+    logger: object, method: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """``timestamp``: the time in UTC as ISO 8601 with microseconds (``2026-12-06T14:47:42.418127Z``).
+
+    structlog's ``TimeStamper`` builds a ``datetime`` for every line; this formats the date and time once a
+    second and only the microseconds on each line (a third of a log line's cost went to the stamp)."""
+    now = time.time()
+    second = int(now)
+    if second != _stamped[0]:
+        _stamped[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    event_dict["timestamp"] = f"{_stamped[1]}.{int((now - second) * 1_000_000):06d}Z"
+    return event_dict
+
+
+_stamped: list[Any] = [-1, ""]
+"""The second last stamped, and its date and time."""
+
+_format_exc_info = structlog.processors.format_exc_info
+
+
+def _exceptions(
+    logger: object, method: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """structlog's ``format_exc_info``, skipped for the (nearly all) events that carry no exception."""
+    if "exc_info" in event_dict:
+        return _format_exc_info(logger, method, event_dict)
+    return event_dict
+
+
 def configure_logging(
     log_format: LogFormat, level: str, stream: TextIO, *, mask: bool = False, cache: bool = False
 ) -> None:
@@ -66,10 +97,10 @@ def configure_logging(
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _timestamp,
     ]
     if log_format == "json":
-        processors.append(structlog.processors.format_exc_info)
+        processors.append(_exceptions)
     if mask:
         processors.append(mask_numbers)
     processors.append(renderer)
