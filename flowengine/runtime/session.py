@@ -8,7 +8,7 @@ small (a few hundred bytes plus its variables); the accessors create them on fir
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -152,9 +152,7 @@ class Session:
         Fields that are None (empty containers not created yet) are left out, so an idle session stays
         small in the store.
         """
-        return orjson.dumps(
-            {name: value for name in _FIELD_ORDER if (value := getattr(self, name)) is not None}
-        )
+        return cast(bytes, _dump(self))
 
     @classmethod
     def from_bytes(cls, text: bytes | str) -> Session:
@@ -170,8 +168,8 @@ class Session:
             raise ValueError(f"session snapshot is not valid JSON: {exc}") from None
         if not isinstance(values, dict):
             raise ValueError(f"session snapshot is a JSON {type(values).__name__}, expected an object")
-        unknown = values.keys() - _FIELD_NAMES
-        if unknown:
+        if not _FIELD_NAMES.issuperset(values):  # no set built when all are known
+            unknown = values.keys() - _FIELD_NAMES
             raise ValueError(f"session snapshot has unknown fields {sorted(unknown)!r}")
         for required in ("id", "flow", "flow_hash", "kind", "state"):
             if not isinstance(values.get(required), str):
@@ -232,6 +230,25 @@ def _restorer() -> Any:
 
 
 _restore = _restorer()
+
+
+def _dumper() -> Any:
+    """A function that writes a session's JSON text, leaving out the fields that are None.
+
+    Generated from the field names like ``_restorer``: reading each slot by name in the code is half the
+    cost of ``getattr`` in a loop over the names.
+    """
+    lines = ["def dump(session):", "    values = {}"]
+    for name in _FIELD_ORDER:
+        lines.append(f"    value = session.{name}")
+        lines.append(f"    if value is not None: values[{name!r}] = value")
+    lines.append("    return _dumps(values)")
+    namespace: dict[str, Any] = {"_dumps": orjson.dumps}
+    exec("\n".join(lines), namespace)  # the source is built above from the field names only
+    return namespace["dump"]
+
+
+_dump = _dumper()
 
 
 def session_of_tag(tag: str | None) -> str | None:

@@ -87,3 +87,17 @@ def test_to_json_is_the_stored_text_decoded() -> None:
 
     assert session.to_json() == orjson.loads(session.to_bytes())
     assert Session.from_json(session.to_json()) == session
+
+
+def test_the_stored_text_has_every_field_not_none_in_declaration_order() -> None:
+    # to_bytes is generated from the field names; this is what it must equal.
+    from dataclasses import fields
+
+    for session in (_busy_session(), Session.from_bytes(orjson.dumps(MINIMAL))):
+        session.bridge = None
+        expected = {
+            item.name: getattr(session, item.name)
+            for item in fields(Session)
+            if getattr(session, item.name) is not None
+        }
+        assert session.to_bytes() == orjson.dumps(expected)
