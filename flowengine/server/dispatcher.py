@@ -685,7 +685,11 @@ class Dispatcher:
             if name is not None:
                 name_lock = await self.store.acquire(f"{CONFERENCE_NAME_ROUTE}{name}", owner=self.instance_id)
             try:
-                outcome = await self._run_entry(entry.command, session_id)
+                command = entry.command
+                if command.get("kind") == "rest":  # nearly every entry: one coroutine less than _run_entry
+                    outcome = await self._run_rest(command, session_id, name)
+                else:
+                    outcome = await self._run_entry(command, session_id)
                 if executed is not None:  # for --record: each command with the resource it created
                     resource = getattr(outcome[0], "resource_id", None) if outcome else None
                     executed.append({**entry.command, **({"resource_id": resource} if resource else {})})
@@ -741,7 +745,7 @@ class Dispatcher:
         """Execute one entry; return (feedback event or None, failed) or None when nothing is to be fed back."""
         kind = command.get("kind")
         if kind == "rest":
-            return await self._run_rest(command, session_id)
+            return await self._run_rest(command, session_id, _conference_name(command))
         if kind == "http":
             result = await self._run_http(command, session_id)
             return self.runtime.http_event(command, result), False
@@ -751,8 +755,10 @@ class Dispatcher:
         _log.error("outbox.unknown_entry", session_id=session_id, kind=kind)
         return None
 
-    async def _run_rest(self, command: JSONObject, session_id: str) -> tuple[object | None, bool] | None:
-        name = _conference_name(command)
+    async def _run_rest(
+        self, command: JSONObject, session_id: str, name: str | None
+    ) -> tuple[object | None, bool] | None:
+        """Execute one REST entry (``name``: the conference it creates, if it creates one)."""
         if name is not None:
             existing = await self._existing_conference(name)
             if existing is not None:
