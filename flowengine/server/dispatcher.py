@@ -584,7 +584,10 @@ class Dispatcher:
         # (structlog renders and writes each line); binding is left to the rarer lines below.
         debug = self._debug
         if debug or step.logs or step.ended:
-            log = _log.bind(session_id=step.session_id, flow=step.flow, state=step.state, event=event_type)
+            # ``event`` is the line's own name in structlog: the callback's type goes in ``event_type``.
+            log = _log.bind(
+                session_id=step.session_id, flow=step.flow, state=step.state, event_type=event_type
+            )
             if call_id:
                 log = log.bind(call_id=call_id)
             if debug:

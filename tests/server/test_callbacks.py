@@ -244,6 +244,7 @@ class TestExecution:
         (line,) = [e for e in logs if e["event"] == "flow.log"]
         assert line["message"] == "caller pressed 4"
         assert (line["log_level"], line["session_id"], line["flow"]) == ("warning", "s-c-1", "echo")
+        assert line["event_type"] == "dtmf"  # the callback's type (structlog's "event" is the line's name)
 
 
 class TestStoreOutage:
