@@ -689,7 +689,7 @@ class Dispatcher:
                 name_lock = await self.store.acquire(f"{CONFERENCE_NAME_ROUTE}{name}", owner=self.instance_id)
             try:
                 command = entry.command
-                if command.get("kind") == "rest":  # nearly every entry: one coroutine less than _run_entry
+                if command.get("kind") == "rest":  # nearly every entry: called directly, one coroutine less
                     outcome = await self._run_rest(command, session_id, name)
                 else:
                     outcome = await self._run_entry(command, session_id)
@@ -745,10 +745,9 @@ class Dispatcher:
         return conference_id if state in ("created", "active") else None
 
     async def _run_entry(self, command: JSONObject, session_id: str) -> tuple[object | None, bool] | None:
-        """Execute one entry; return (feedback event or None, failed) or None when nothing is to be fed back."""
+        """Execute one entry that is not a REST request (``_execute`` runs those with ``_run_rest``); return
+        (feedback event or None, failed) or None when nothing is to be fed back."""
         kind = command.get("kind")
-        if kind == "rest":
-            return await self._run_rest(command, session_id, _conference_name(command))
         if kind == "http":
             result = await self._run_http(command, session_id)
             return self.runtime.http_event(command, result), False
