@@ -24,7 +24,8 @@ callback to the stand-in and decides nothing): a call's next callback is ready w
 answered. ``--mode idle`` starts ``--calls`` calls and leaves each waiting in the menu's gather (the idle
 sessions' memory test).
 
-Prints one JSON object with the figures. Measured only inside the window after ``--warmup`` seconds.
+Prints one JSON object with the figures, overall and by callback type (``by_type``). Measured only inside
+the window after ``--warmup`` seconds.
 
     python benchmarks/load/driver.py --target http://127.0.0.1:8080 --standin-port 8099 --mode engine \\
         --concurrency 10000 --rate 5000 --warmup 10 --duration 20
@@ -90,6 +91,16 @@ class Call:
 
 
 # ------------------------------------------------------------------------------------------ callbacks
+
+
+def _summary(latencies: list[float]) -> dict[str, float]:
+    """Count, p50 and p99 (ms) of one callback type's latencies."""
+    ordered = sorted(latencies)
+    return {
+        "events": len(ordered),
+        "p50_ms": round(_percentile(ordered, 0.50) * 1000, 2),
+        "p99_ms": round(_percentile(ordered, 0.99) * 1000, 2),
+    }
 
 
 def _uri(call_id: str) -> str:
@@ -211,6 +222,7 @@ class Driver:
         self.window = (float("inf"), float("inf"))
         # results
         self.latencies: list[float] = []
+        self.latencies_by_type: dict[bytes, list[float]] = {}
         self.answers: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.rest_window = 0
@@ -382,6 +394,12 @@ class Driver:
             window_start, window_end = self.window
             if window_start <= start < window_end:
                 self.latencies.append(end - start)
+                # Every payload starts with {"eventType":"...": the type is the text up to the next quote.
+                kind = payload[14 : payload.find(b'"', 14)]
+                by_type = self.latencies_by_type.get(kind)
+                if by_type is None:
+                    by_type = self.latencies_by_type[kind] = []
+                by_type.append(end - start)
                 at = body.find(b'"status":"')
                 answer = body[at + 10 : body.find(b'"', at + 10)].decode() if at >= 0 else ""
                 self.answers[f"{status} {answer}"] += 1
@@ -484,6 +502,9 @@ class Driver:
             "rest_ops_per_s": round(self.rest_window / seconds, 1),
             "calls_completed": self.completed_window,
             "calls_per_s": round(self.completed_window / seconds, 1),
+            "by_type": {
+                kind.decode(): _summary(values) for kind, values in sorted(self.latencies_by_type.items())
+            },
             "answers": dict(self.answers.most_common()),
             "errors": dict(self.errors),
             "rest_by_kind": dict(self.rest_by_kind.most_common()),
