@@ -48,6 +48,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -265,6 +266,8 @@ class Dispatcher:
         # Locks whose release failed while the store was away, by session: released (and their outboxes
         # resumed) as soon as it is back, rather than blocking the call until the lock expires.
         self._unreleased: dict[str, Lock] = {}
+        # Final writes started and not waited for (see _finish); close() waits for them.
+        self._finishing: set[asyncio.Future[None]] = set()
 
     @property
     def pending(self) -> int:
@@ -873,12 +876,35 @@ class Dispatcher:
 
     async def _finish(self, lock: Lock, done: Sequence[str]) -> None:
         """Mark ``done`` done and release the lock; if the store is away, keep the lock for when it is back
-        (the ``done`` entries then stay pending and run again when the outbox is resumed: at least once)."""
+        (the ``done`` entries then stay pending and run again when the outbox is resumed: at least once).
+
+        A store that applies operations in call order (``FinishesInOrder``) is not waited for: whatever the
+        lane does next (the session's next event) asks the store after this, so it runs after it anyway,
+        and the write need not hold the next event up for a round trip of its own.
+        """
+        finish_soon = getattr(self.store, "finish_soon", None)
         try:
-            await self.store.finish(lock, done)
+            if finish_soon is None:
+                await self.store.finish(lock, done)
+                return
+            future = finish_soon(lock, done)
         except StoreError as exc:
-            self._unreleased[lock.session_id] = lock
-            _log.warning("store.release_failed", session_id=lock.session_id, error=str(exc))
+            self._release_failed(lock, exc)
+            return
+        if future is not None:
+            self._finishing.add(future)
+            future.add_done_callback(partial(self._finished, lock))
+
+    def _finished(self, lock: Lock, future: asyncio.Future[None]) -> None:
+        """A ``finish_soon`` came back: remember the lock if it failed (see ``_finish``)."""
+        self._finishing.discard(future)
+        error = StoreError("cancelled") if future.cancelled() else future.exception()
+        if error is not None:
+            self._release_failed(lock, error)
+
+    def _release_failed(self, lock: Lock, error: BaseException) -> None:
+        self._unreleased[lock.session_id] = lock
+        _log.warning("store.release_failed", session_id=lock.session_id, error=str(error))
 
     async def _release_unreleased(self) -> None:
         """Give back the locks whose release failed, then resume whatever their sessions left pending.
@@ -1009,6 +1035,8 @@ class Dispatcher:
             self._timer_task = None
         if not await self._lanes.drain(timeout):
             _log.warning("shutdown.lanes_cancelled", timeout=timeout)
+        if self._finishing:  # the store is closed next: let the last writes land first
+            await asyncio.wait(set(self._finishing), timeout=timeout)
 
 
 def _dedup_key(fields: Mapping[str, object]) -> str:

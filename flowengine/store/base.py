@@ -49,6 +49,7 @@ recovers by itself once its backend is back (the next call simply works again).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -320,5 +321,23 @@ class Store(Protocol):
 
         Expired data is already invisible to every other method; this only reclaims space. Call it now
         and then (e.g. every minute).
+        """
+        ...
+
+
+@runtime_checkable
+class FinishesInOrder(Protocol):
+    """What a store offers when it applies operations in the order they are called, awaited or not.
+
+    The memory store (synchronous) and the SQLite store (one FIFO queue to its thread) do; the Redis store
+    does not (its batches go out on several connections at once). With it, the dispatcher does not wait for
+    the last write of an event: the next event of the same session is already queued behind it.
+    """
+
+    def finish_soon(self, lock: Lock, done: Iterable[str]) -> asyncio.Future[None] | None:
+        """``finish``, started now and not waited for: every operation called after this returns runs after it.
+
+        Returns None when it is done already, or the future of its outcome (``StoreError`` when it failed).
+        Raises ``StoreError`` at once when it cannot even be started (the store is closed).
         """
         ...

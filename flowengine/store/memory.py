@@ -296,6 +296,13 @@ class MemoryStore:
         _remove(self._data(), session_id, outbox_ids)
 
     async def finish(self, lock: Lock, done: Iterable[str]) -> None:
+        self._finish(lock, done)
+
+    def finish_soon(self, lock: Lock, done: Iterable[str]) -> None:
+        """``finish``, done before this returns (``FinishesInOrder``)."""
+        self._finish(lock, done)
+
+    def _finish(self, lock: Lock, done: Iterable[str]) -> None:
         data = self._data()
         _remove(data, lock.session_id, done)
         held = data.locks.get(lock.session_id)

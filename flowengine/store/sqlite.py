@@ -3,8 +3,8 @@
 Each operation runs as ONE job on the store's own worker thread (stdlib ``sqlite3``), so a commit costs one
 hop between the event loop and the thread, not one per SQL statement as with aiosqlite (measured with
 ``benchmarks/store_bench.py``: about six times the events per second). Operations asked for while the worker
-is busy are queued and then run as one batch in one transaction, each in a savepoint of its own (group
-commit): one hop and one commit for all of them, and each caller still gets its own result or exception.
+is busy are queued and then run as one batch in one transaction (group commit): one hop and one commit for
+all of them, and each caller still gets its own result or exception (see ``SQLiteStore._run_batch``).
 
 Several processes may open the same file (SQLite's own locking serialises writers), which is how two
 instances on one machine share sessions. The file is checked on every operation: if it disappears or is
@@ -221,34 +221,28 @@ class SQLiteStore:
             raise StoreError(f"{self.description}: {exc}") from exc
 
     def _run_batch(self, jobs: Sequence[_Job]) -> list[_Outcome]:
-        """Run several jobs in one transaction, each in a savepoint of its own; one outcome per job.
+        """Run several jobs in one transaction; one outcome per job.
 
-        A job that raises (a refused commit, a corrupt record) has its own changes rolled back and gets its
-        exception; the others are committed together. A failure of SQLite itself fails them all.
+        A job refusing (a stale lock, an event already handled, a corrupt record: a ``StoreError``) gets
+        its exception and the others are committed together. Every job refuses, if at all, before its first
+        write, so no job needs a savepoint of its own (two statements each). Should a job fail otherwise,
+        perhaps after writing, nothing of the batch is committed and each job runs again in a transaction
+        of its own, so that only that one fails. A failure of SQLite itself fails them all.
         """
         if len(jobs) == 1:
-            [(work, write)] = jobs
-            try:
-                return [(True, self._run(work, write))]
-            except Exception as exc:
-                return [(False, exc)]
+            return [self._run_alone(*jobs[0])]
 
-        def each_in_a_savepoint(conn: sqlite3.Connection) -> list[_Outcome]:
+        def each_in_turn(conn: sqlite3.Connection) -> list[_Outcome]:
             outcomes: list[_Outcome] = []
             for work, _ in jobs:
-                conn.execute("SAVEPOINT job")
                 try:
                     outcomes.append((True, work(conn)))
-                except (sqlite3.Error, OSError):
-                    raise
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
+                except StoreError as exc:
                     outcomes.append((False, exc))
-                conn.execute("RELEASE job")
             return outcomes
 
         try:
-            return self._atomically(any(write for _, write in jobs), each_in_a_savepoint)
+            return self._atomically(any(write for _, write in jobs), each_in_turn)
         except (sqlite3.Error, OSError) as exc:
             self._drop()
             failures: list[_Outcome] = []
@@ -257,13 +251,26 @@ class SQLiteStore:
                 error.__cause__ = exc
                 failures.append((False, error))
             return failures
+        except Exception:
+            return [self._run_alone(work, write) for work, write in jobs]
+
+    def _run_alone(self, work: Callable[[sqlite3.Connection], Any], write: bool) -> _Outcome:
+        try:
+            return (True, self._run(work, write))
+        except Exception as exc:
+            return (False, exc)
 
     async def _transaction(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         """Run ``work`` in one transaction (a write one when ``write``) on the worker thread.
 
         Jobs asked for while the worker is busy are queued and then run together, in one transaction (see
-        ``_run_batch``): one hop to the thread and one commit for all of them (group commit).
+        ``_run_batch``): one hop to the thread and one commit for all of them (group commit). ``work`` may
+        raise a ``StoreError`` only before its first write (see ``_run_batch``).
         """
+        return cast(T, await self._submit(work, write))
+
+    def _submit(self, work: Callable[[sqlite3.Connection], Any], write: bool) -> asyncio.Future[Any]:
+        """Queue ``work`` now (jobs run in the order they are submitted); the future gets its outcome."""
         if self._closed:
             raise StoreError(f"{self.description}: used after close()")
         loop = self._loop
@@ -275,13 +282,13 @@ class SQLiteStore:
         self._queued.append((work, write, future))
         if not self._running:
             self._next_batch(loop)
-        return cast(T, await future)
+        return future
 
     def _next_batch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hand every queued job to the worker thread as one batch (event loop thread only)."""
         batch, self._queued = self._queued, []
         if self._closed:
-            for _, _, future in batch:
+            for *_, future in batch:
                 if not future.done():
                     future.set_exception(StoreError(f"{self.description}: used after close()"))
             return
@@ -301,7 +308,7 @@ class SQLiteStore:
             outcomes: list[_Outcome] = [(False, StoreError(f"{self.description}: {failure}")) for _ in batch]
         else:
             outcomes = done.result()
-        for (_, _, future), (ok, value) in zip(batch, outcomes, strict=True):
+        for (*_, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.done():  # the caller was cancelled meanwhile
                 continue
             if ok:
@@ -354,9 +361,12 @@ class SQLiteStore:
         record: list[SessionRecord | None] = [None]
 
         def work(conn: sqlite3.Connection) -> Lock | None:
+            # Read before locking (nothing else writes meanwhile): a corrupt record then raises before this
+            # job has written anything (see _run_batch).
+            found = self._load(conn, session_id)
             lock = self._try_lock(conn, session_id, owner, ttl)
             if lock is not None:
-                record[0] = self._load(conn, session_id)
+                record[0] = found
             return lock
 
         async def try_once() -> Lock | None:
@@ -377,14 +387,21 @@ class SQLiteStore:
         tried = [""]
 
         def work(conn: sqlite3.Connection) -> tuple[str, Lock, SessionRecord | None] | Busy | None:
-            session_id = self._lookup(conn, route_key)
-            if session_id is None:
+            # The route and its session in one statement, read before locking as in ``begin``.
+            row = conn.execute(
+                "SELECT s.id, s.snapshot, s.version, s.updated_at, s.ended_at FROM routes r "
+                f"JOIN sessions s ON s.id = r.session_id WHERE r.key = ? AND {_VISIBLE}",
+                (route_key, self._clock() - self._retention),
+            ).fetchone()
+            if row is None:
                 return None
+            session_id = str(row[0])
+            record = self._record(row, self._outbox(conn, session_id))
             lock = self._try_lock(conn, session_id, owner, ttl)
             if lock is None:
                 tried[0] = session_id
                 return BUSY
-            return session_id, lock, self._load(conn, session_id)
+            return session_id, lock, record
 
         async def try_once() -> tuple[str, Lock, SessionRecord | None] | Busy | None:
             return await self._transaction(work, write=True)
@@ -394,19 +411,23 @@ class SQLiteStore:
         )
 
     def _try_lock(self, conn: sqlite3.Connection, session_id: str, owner: str, ttl: Seconds) -> Lock | None:
+        """Take the lock if it is free, released or expired, with the next fencing token; None when busy.
+
+        One statement when busy (which writes nothing), two when taken: the lock row, then the fence.
+        """
         now = self._clock()
-        row = conn.execute("SELECT expires_at FROM locks WHERE session_id = ?", (session_id,)).fetchone()
-        if row is not None and row[0] > now:
-            return None
-        [(token,)] = conn.execute(
-            "UPDATE meta SET value = value + 1 WHERE name = 'fence' RETURNING value"
-        ).fetchall()
-        conn.execute(
-            "INSERT INTO locks (session_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
+        taken = conn.execute(
+            "INSERT INTO locks (session_id, owner, token, expires_at) "
+            "VALUES (?, ?, (SELECT value + 1 FROM meta WHERE name = 'fence'), ?) "
             "ON CONFLICT (session_id) DO UPDATE "
-            "SET owner = excluded.owner, token = excluded.token, expires_at = excluded.expires_at",
-            (session_id, owner, token, now + ttl),
-        )
+            "SET owner = excluded.owner, token = excluded.token, expires_at = excluded.expires_at "
+            "WHERE locks.expires_at <= ? RETURNING token",
+            (session_id, owner, now + ttl, now),
+        ).fetchall()
+        if not taken:
+            return None
+        [(token,)] = taken
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'fence'", (token,))
         return Lock(session_id, owner, int(token), ttl)
 
     @staticmethod
@@ -479,7 +500,15 @@ class SQLiteStore:
         ).fetchone()
         if row is None:
             return None
-        return self._record(row, self._outboxes(conn, [session_id])[session_id])
+        return self._record(row, self._outbox(conn, session_id))
+
+    @staticmethod
+    def _outbox(conn: sqlite3.Connection, session_id: str) -> list[OutboxEntry]:
+        rows = conn.execute("SELECT id, command FROM outbox WHERE session_id = ? ORDER BY seq", (session_id,))
+        return [
+            OutboxEntry(entry_id, loads_object(command, f"session {session_id!r} outbox {entry_id!r}"))
+            for entry_id, command in rows
+        ]
 
     async def lookup(self, route_key: str) -> str | None:
         return await self._transaction(lambda conn: self._lookup(conn, route_key), write=False)
@@ -526,10 +555,23 @@ class SQLiteStore:
         cancel_rows = [(sid, key) for key in timers_cancel if timers_set is None or key not in timers_set]
 
         def work(conn: sqlite3.Connection) -> int:
-            # The checks are writes too (the lock extended, the dedup key taken): a refused commit raises,
-            # and its transaction (or its savepoint in a batch) is rolled back with everything it wrote.
+            # The refusals come first, before anything is written (see _run_batch): a lost lock, then an
+            # event handled already. With a dedup key the lock is only looked at until the key is taken.
             now = self._clock()
-            if release:  # given up now; a refused commit rolls the deletion back with the rest
+            if dedup_key is not None:
+                held = conn.execute(
+                    "SELECT 1 FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token)
+                ).fetchone()
+                if held is None:
+                    raise self._stale(lock)
+                taken = conn.execute(
+                    "INSERT INTO dedup (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                    "SET expires_at = excluded.expires_at WHERE expires_at <= ?",
+                    (dedup_key, now + self._dedup_ttl, now),
+                )
+                if taken.rowcount != 1:
+                    raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
+            if release:  # given up with this write
                 extended = conn.execute(
                     "DELETE FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token)
                 )
@@ -538,16 +580,8 @@ class SQLiteStore:
                     "UPDATE locks SET expires_at = ? WHERE session_id = ? AND token = ?",
                     (now + lock.ttl, sid, lock.token),
                 )
-            if extended.rowcount != 1:
+            if extended.rowcount != 1:  # without a dedup key: nothing written yet
                 raise self._stale(lock)
-            if dedup_key is not None:
-                taken = conn.execute(
-                    "INSERT INTO dedup (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                    "SET expires_at = excluded.expires_at WHERE expires_at <= ?",
-                    (dedup_key, now + self._dedup_ttl, now),
-                )
-                if taken.rowcount != 1:
-                    raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
             updated = conn.execute(
                 "UPDATE sessions SET snapshot = ?, version = version + 1, updated_at = ?, "
                 f"ended_at = COALESCE(ended_at, ?) WHERE id = ? AND {_VISIBLE} RETURNING version, ended_at",
@@ -606,13 +640,21 @@ class SQLiteStore:
             await self._transaction(work, write=True)
 
     async def finish(self, lock: Lock, done: Iterable[str]) -> None:
+        await self._queue_finish(lock, done)
+
+    def finish_soon(self, lock: Lock, done: Iterable[str]) -> asyncio.Future[None]:
+        """``finish``, queued now (``FinishesInOrder``): every operation asked for later runs after it."""
+        return self._queue_finish(lock, done)
+
+    def _queue_finish(self, lock: Lock, done: Iterable[str]) -> asyncio.Future[None]:
         rows = [(lock.session_id, entry_id) for entry_id in done]
 
         def work(conn: sqlite3.Connection) -> None:
-            conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", rows)
+            if rows:
+                conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", rows)
             self._release(conn, lock)
 
-        await self._transaction(work, write=True)
+        return self._submit(work, write=True)
 
     async def pending_outboxes(self) -> list[PendingOutbox]:
         def work(conn: sqlite3.Connection) -> list[PendingOutbox]:

@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from flowengine.catapult.client import CatapultClient
+from flowengine.errors import StoreError
 from flowengine.server.dispatcher import Dispatcher
 from flowengine.server.metrics import Metrics
 from flowengine.store import Lock, MemoryBackend, MemoryStore, OutboxEntry
@@ -215,6 +216,11 @@ class RecordingStore(MemoryStore):
         self.calls.append(("finish", ids))
         await super().finish(lock, ids)
 
+    def finish_soon(self, lock: Lock, done: Any) -> None:
+        ids = list(done)
+        self.calls.append(("finish", ids))
+        super().finish_soon(lock, ids)
+
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
 
@@ -332,3 +338,95 @@ class TestStoreRoundTrips:
         assert record is not None
         assert record.outbox == ()
         assert record.snapshot["seen"][-1].startswith("result:g:")
+
+
+class GatedStore(MemoryStore):
+    """A memory store whose last writes (``finish``) report back only when the test opens the gate.
+
+    ``finish_soon`` applies the write at once, as an in-order store guarantees for later calls, but its
+    future stays pending (or fails) at the test's will; ``finish`` waits for the gate before it writes.
+    """
+
+    def __init__(self, backend: MemoryBackend) -> None:
+        super().__init__(backend)
+        self.gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.apply = True
+
+    async def finish(self, lock: Lock, done: Any) -> None:
+        await asyncio.shield(self.gate)
+        await super().finish(lock, done)
+
+    def finish_soon(self, lock: Lock, done: Any) -> asyncio.Future[None]:
+        if self.apply:
+            super().finish_soon(lock, done)
+        return self.gate
+
+
+class AwaitedStore(GatedStore):
+    """The same store without ``finish_soon``, as a store that does not apply calls in order (Redis)."""
+
+    finish_soon = None  # type: ignore[assignment]
+
+
+class TestTheLastWriteIsNotWaitedFor:
+    async def test_the_next_event_of_the_session_runs_while_the_last_write_reports_back(
+        self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
+    ) -> None:
+        dispatcher = make_dispatcher("a")
+        store = dispatcher.store = GatedStore(backend)
+
+        assert (await dispatcher.callback(incoming("c-1"))).status == "started"
+        second = await asyncio.wait_for(dispatcher.callback(dtmf("c-1", "5")), 2)
+
+        assert second.status == "handled"
+        assert not store.gate.done()
+        store.gate.set_result(None)
+        await _settle(lambda: dispatcher.pending == 0)
+        assert "s-c-1" not in backend.locks
+
+    async def test_a_store_that_may_reorder_calls_is_waited_for(
+        self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
+    ) -> None:
+        dispatcher = make_dispatcher("a")
+        store = dispatcher.store = AwaitedStore(backend)
+
+        assert (await dispatcher.callback(incoming("c-1"))).status == "started"
+        second = asyncio.ensure_future(dispatcher.callback(dtmf("c-1", "5")))
+        await asyncio.sleep(0.05)
+
+        assert not second.done()  # queued behind the first event's finish
+        store.gate.set_result(None)
+        assert (await asyncio.wait_for(second, 2)).status == "handled"
+
+    async def test_a_failed_last_write_keeps_the_lock_until_the_store_can_release_it(
+        self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
+    ) -> None:
+        dispatcher = make_dispatcher("a")
+        store = dispatcher.store = GatedStore(backend)
+        store.apply = False  # the write did not happen: the lock stays held
+        assert (await dispatcher.callback(incoming("c-1"))).status == "started"
+        await _settle(lambda: dispatcher.pending == 0)
+
+        store.gate.set_exception(StoreError("disk I/O error"))
+        await asyncio.sleep(0)
+        assert "s-c-1" in backend.locks
+        store.apply = True
+        dispatcher.start_timers()  # its loop gives the lock back and resumes the session's outbox
+
+        assert (await asyncio.wait_for(dispatcher.callback(dtmf("c-1", "5")), 3)).status == "handled"
+        await _settle(lambda: dispatcher.pending == 0 and "s-c-1" not in backend.locks)
+        assert await dispatcher.store.pending_outboxes() == []
+
+    async def test_close_waits_for_the_last_writes(
+        self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
+    ) -> None:
+        dispatcher = make_dispatcher("a")
+        store = dispatcher.store = GatedStore(backend)
+        assert (await dispatcher.callback(incoming("c-1"))).status == "started"
+        await _settle(lambda: dispatcher.pending == 0)
+
+        closing = asyncio.ensure_future(dispatcher.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done()
+        store.gate.set_result(None)
+        await asyncio.wait_for(closing, 2)

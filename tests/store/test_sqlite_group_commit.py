@@ -4,13 +4,14 @@ each caller still gets its own result, or its own exception with none of its cha
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowengine.errors import DuplicateEventError, StaleLockError, StoreError
+from flowengine.errors import DuplicateEventError, LockTimeoutError, StaleLockError, StoreError
 from flowengine.store import OutboxEntry
 from flowengine.store.sqlite import SQLiteStore
 
@@ -123,3 +124,67 @@ def test_a_store_idle_between_two_event_loops_works_in_the_second(tmp_path: Path
         return found is None
 
     assert asyncio.run(used_and_closed())
+
+
+async def test_a_failing_job_without_a_savepoint_has_written_nothing(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    # Only commits run in savepoints; a begin that finds a corrupt record must fail before taking the lock.
+    for sid in ("s-bad", "s-good"):
+        lock = await store.acquire(sid, owner="setup")
+        await store.commit(
+            lock, snapshot={"n": 1}, outbox=[OutboxEntry("1.0", {"op": 1})], routes=[f"call:{sid}"]
+        )
+        await store.release(lock)
+    with sqlite3.connect(tmp_path / "state.db") as raw:
+        raw.execute("UPDATE outbox SET command = 'not json' WHERE session_id = 's-bad'")
+    sizes = _record_batches(store)
+
+    blocker = asyncio.ensure_future(store.ping())  # keeps the worker busy so that the rest queue up
+    jobs = [
+        store.begin("s-bad", owner="a", wait=0),
+        store.begin_route("call:s-bad", owner="a", wait=0),
+        store.begin_route("call:s-good", owner="a", wait=0),
+    ]
+    bad, bad_routed, good = await asyncio.gather(*jobs, return_exceptions=True)
+    await blocker
+
+    assert max(sizes) == 3
+    assert isinstance(bad, StoreError)
+    assert "s-bad" in str(bad)
+    assert isinstance(bad_routed, StoreError)
+    assert "s-bad" in str(bad_routed)
+    assert not isinstance(good, BaseException)
+    assert good is not None
+    assert good[0] == "s-good"
+    # Neither failed begin left the lock taken; the one that succeeded holds its own.
+    assert (await store.acquire("s-bad", owner="b", wait=0)).owner == "b"
+    with pytest.raises(LockTimeoutError):
+        await store.acquire("s-good", owner="b", wait=0)
+
+
+async def test_a_job_failing_unexpectedly_after_writing_fails_alone(store: SQLiteStore) -> None:
+    lock = await store.acquire("s-1", owner="a")
+    sizes = _record_batches(store)
+
+    def broken(conn: sqlite3.Connection) -> None:  # a bug: writes, then raises something unforeseen
+        conn.execute("INSERT INTO dedup (key, expires_at) VALUES ('half-done', 1e12)")
+        raise RuntimeError("a bug")
+
+    blocker = asyncio.ensure_future(store.ping())  # keeps the worker busy so that the rest queue up
+    results = await asyncio.gather(
+        store.commit(lock, snapshot={"n": 1}, dedup_key="ev-1"),
+        store._transaction(broken, write=True),
+        store.begin("s-2", owner="a", wait=0),
+        return_exceptions=True,
+    )
+    await blocker
+
+    assert 3 in sizes
+    committed, failed, begun = results
+    assert committed == 1
+    assert isinstance(failed, RuntimeError)
+    assert not isinstance(begun, BaseException)
+    assert begun[0].session_id == "s-2"
+    assert await store.seen("ev-1")
+    assert not await store.seen("half-done")  # the broken job's write was rolled back

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from flowengine.errors import DuplicateEventError, LockTimeoutError, StaleLockError
-from flowengine.store import OutboxEntry, Store
+from flowengine.errors import DuplicateEventError, LockTimeoutError, StaleLockError, StoreError
+from flowengine.store import FinishesInOrder, OutboxEntry, Store
 
 SID = "call-c-7"
 StoreFactory = Callable[..., Awaitable[Store]]
@@ -265,3 +265,39 @@ class TestFinish:
             await one.acquire(SID, owner="third", wait=0.05)
         assert await two.commit(fast, snapshot={"by": "fast"}, done=["1.1"]) == 2
         assert await two.pending_outboxes() == []
+
+
+class TestFinishSoon:
+    """``finish_soon``: the stores that apply operations in call order start ``finish`` without waiting."""
+
+    async def test_memory_and_sqlite_offer_it_and_redis_does_not(self, store: Store) -> None:
+        # Redis sends its batches on several connections at once: a later call may overtake an earlier one.
+        in_order = not store.description.startswith("redis")
+        assert isinstance(store, FinishesInOrder) is in_order
+
+    async def test_what_is_called_after_it_runs_after_it(self, store: Store) -> None:
+        if not isinstance(store, FinishesInOrder):
+            assert not hasattr(store, "finish_soon")
+            return
+        await _with_outbox(store, "1.0", "1.1")
+        lock = await store.acquire(SID, owner="a", ttl=5)
+
+        started = store.finish_soon(lock, ["1.0"])
+        # Not waited for, yet the lock is free and the entry gone for the very next call (one attempt only).
+        next_lock, record = await store.begin(SID, owner="b", wait=0)
+
+        assert record is not None
+        assert [entry.id for entry in record.outbox] == ["1.1"]
+        assert next_lock.token > lock.token
+        if started is not None:
+            assert started.done()
+            await started
+
+    async def test_it_refuses_at_once_on_a_closed_store(self, store: Store) -> None:
+        if not isinstance(store, FinishesInOrder):
+            return
+        lock = await store.acquire(SID, owner="a", ttl=5)
+        await store.close()
+
+        with pytest.raises(StoreError, match="close"):
+            store.finish_soon(lock, [])
