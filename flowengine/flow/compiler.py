@@ -3,7 +3,10 @@
 One machine per flow version (``auto_transitions=False``, callables only). Sessions stay plain data: before
 a trigger, the engine sets the state of the machine's single reusable cursor from the session, and the
 machine decides the transition: it tries the transitions of the trigger in the order they were written,
-checks their sandboxed ``when`` guards, and records the one it took.
+checks their sandboxed ``when`` guards, and records the one it took. Where the first transition of a trigger
+from a state has no guard, the machine always takes that one: such choices are read once from the machine's
+own transitions at compile time and answered from that table (most triggers of a flow; the machine's
+bookkeeping for one trigger costs more than the rest of choosing).
 
 Triggers are namespaced so that the engine can ask in a fixed order (see :meth:`CompiledFlow.select`):
 
@@ -172,6 +175,7 @@ class CompiledFlow:
         )
         self._triggers: dict[str, set[str]] = {}
         self._events: dict[str, Any] = {}
+        self._choice_of: dict[Any, Choice] = {}  # the machine's Transition objects -> what they record
         problems: list[Diagnostic] = []
         self._check_targets(problems)
         for state in flow.states.values():
@@ -195,6 +199,12 @@ class CompiledFlow:
             state: frozenset(t[2:] for t in triggers if t[:2] in ("s:", "f:"))
             for state, triggers in self._answers.items()
         }
+        # state -> trigger -> the choice the machine always makes: its first transition has no guard.
+        self._settled: dict[str, dict[str, Choice]] = {state: {} for state in names}
+        for trigger, event in self._events.items():
+            for state, candidates in event.transitions.items():
+                if candidates and not candidates[0].conditions:
+                    self._settled[state][trigger] = self._choice_of[candidates[0]]
 
     # ------------------------------------------------------------------------------ compiling
 
@@ -331,6 +341,9 @@ class CompiledFlow:
 
         self.machine.add_transition(trigger, source, target, conditions=list(conditions), before=[record])
         self._triggers.setdefault(source, set()).add(trigger)
+        added = self.machine.events[trigger].transitions
+        for state in self.machine.states if source == "*" else (source,):
+            self._choice_of[added[state][-1]] = choice  # the one just appended for that state
 
     def _assigned_names(self) -> Iterator[str]:
         for actions in self.actions.values():
@@ -362,6 +375,15 @@ class CompiledFlow:
         return answers is not None and trigger in answers
 
     def fire(self, state: str, trigger: str, trial: Trial) -> Choice | None:
+        """The transition of ``trigger`` from ``state`` (see the module doc); None when none applies."""
+        settled = self._settled.get(state)
+        choice = settled.get(trigger) if settled is not None else None
+        if choice is not None:
+            trial.choice = choice
+            return choice
+        return self.fire_machine(state, trigger, trial)
+
+    def fire_machine(self, state: str, trigger: str, trial: Trial) -> Choice | None:
         """Let the machine choose the transition of ``trigger`` from ``state``; None when none applies."""
         if not self.has_trigger(state, trigger):
             return None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from flowengine.errors import FlowCompileError
 from flowengine.flow import model as m
 from flowengine.flow.compiler import Trial, compile_flow, flow_hash
+from flowengine.flow.pipeline import read_flow
 
 HERE = m.Position("f.yaml", 7, 3)
 
@@ -164,3 +167,51 @@ def test_the_hash_of_a_flow_built_in_code_is_stable_and_follows_content() -> Non
     assert flow_hash(one) == flow_hash(_flow(a=m.State("a")))
     assert flow_hash(one) != flow_hash(_flow(a=m.State("a", description="x")))
     assert flow_hash(m.Flow(name="f", kind="voice", initial="a", states={}, source_hash="abc")) == "abc"
+
+
+FLOWS = Path(__file__).resolve().parents[2] / "flows"
+
+
+class TestSettledChoices:
+    """Where a trigger's first transition from a state has no guard, the answer comes from a table built
+    from the machine's own transitions; it must be the machine's answer."""
+
+    @pytest.mark.parametrize("path", sorted(FLOWS.glob("*.yaml")), ids=lambda p: p.stem)
+    def test_the_table_answers_as_the_machine_does_for_every_trigger_of_every_example_flow(
+        self, path: Path
+    ) -> None:
+        compiled = compile_flow(read_flow(path))
+        for trigger in compiled.machine.events:
+            for state in compiled.machine.states:
+                contexts = ({"event": {"digits": "1"}}, {"event": {}, "vars": {}})
+                for context in contexts:
+                    by_table = compiled.fire(state, trigger, Trial(context, digits="1"))
+                    by_machine = compiled.fire_machine(state, trigger, Trial(context, digits="1"))
+                    assert by_table == by_machine, (state, trigger)
+
+    def test_a_settled_choice_does_not_ask_the_machine(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        compiled = compile_flow(
+            _flow(
+                a=_state(
+                    "a",
+                    hangup=(m.Transition("b"), m.Transition("c")),
+                    answer=(m.Transition("b", when="false"), m.Transition("c")),
+                ),
+                b=m.State("b"),
+                c=m.State("c"),
+            )
+        )
+        asked: list[str] = []
+        for name, event in compiled.machine.events.items():
+            monkeypatch.setattr(event, "trigger", lambda *args, name=name: asked.append(name))
+
+        choice = compiled.select("a", ("hangup",), Trial({}))
+        assert choice is not None
+        assert choice.target == "b"
+        assert asked == []
+        compiled.select("a", ("answer",), Trial({}))  # guarded: the machine decides
+        assert asked == ["s:answer"]
+        monkeypatch.undo()
+        choice = compiled.select("a", ("answer",), Trial({}))
+        assert choice is not None
+        assert choice.target == "c"
