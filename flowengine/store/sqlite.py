@@ -180,6 +180,9 @@ class SQLiteStore:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 5000")
+            # 2 KiB pages for a new file (an existing one keeps its own): a session row is about 1 KiB, and
+            # every page a transaction touches is written whole to the WAL (and checksummed) at each commit.
+            conn.execute("PRAGMA page_size = 2048")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(_SCHEMA)
