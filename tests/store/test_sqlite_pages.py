@@ -1,4 +1,5 @@
-"""The SQLite store's file: a new file gets 2 KiB pages; a file made with other pages is used as it is."""
+"""The SQLite store's file: a new file gets 2 KiB pages, a file made with other pages is used as it is, and
+the connection caches 64 MiB of pages."""
 
 from __future__ import annotations
 
@@ -37,3 +38,16 @@ async def test_a_file_made_with_other_pages_keeps_them_and_works(tmp_path: Path)
     assert record is not None
     assert record.snapshot["n"] == 1
     assert _page_size(path) == 4096
+
+
+async def test_the_connection_caches_64_mib_of_pages(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(str(tmp_path / "state.db"))
+
+    def cache_size(conn: sqlite3.Connection) -> int:
+        [(size,)] = conn.execute("PRAGMA cache_size").fetchall()
+        return int(size)
+
+    try:
+        assert await store._transaction(cache_size, write=False) == -65536  # negative: KiB, not pages
+    finally:
+        await store.close()
