@@ -368,14 +368,28 @@ class AwaitedStore(GatedStore):
     finish_soon = None  # type: ignore[assignment]
 
 
+async def _started_on(
+    make_dispatcher: MakeDispatcher,
+    backend: MemoryBackend,
+    kind: type[GatedStore] = GatedStore,
+    *,
+    apply: bool = True,
+) -> tuple[Dispatcher, GatedStore]:
+    """A dispatcher on a gated store (``apply``: whether its ``finish_soon`` writes), its call c-1 started."""
+    dispatcher = make_dispatcher("a")
+    store = kind(backend)
+    store.apply = apply
+    dispatcher.store = store
+    assert (await dispatcher.callback(incoming("c-1"))).status == "started"
+    return dispatcher, store
+
+
 class TestTheLastWriteIsNotWaitedFor:
     async def test_the_next_event_of_the_session_runs_while_the_last_write_reports_back(
         self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
     ) -> None:
-        dispatcher = make_dispatcher("a")
-        store = dispatcher.store = GatedStore(backend)
+        dispatcher, store = await _started_on(make_dispatcher, backend)
 
-        assert (await dispatcher.callback(incoming("c-1"))).status == "started"
         second = await asyncio.wait_for(dispatcher.callback(dtmf("c-1", "5")), 2)
 
         assert second.status == "handled"
@@ -387,10 +401,8 @@ class TestTheLastWriteIsNotWaitedFor:
     async def test_a_store_that_may_reorder_calls_is_waited_for(
         self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
     ) -> None:
-        dispatcher = make_dispatcher("a")
-        store = dispatcher.store = AwaitedStore(backend)
+        dispatcher, store = await _started_on(make_dispatcher, backend, AwaitedStore)
 
-        assert (await dispatcher.callback(incoming("c-1"))).status == "started"
         second = asyncio.ensure_future(dispatcher.callback(dtmf("c-1", "5")))
         await asyncio.sleep(0.05)
 
@@ -401,10 +413,8 @@ class TestTheLastWriteIsNotWaitedFor:
     async def test_a_failed_last_write_keeps_the_lock_until_the_store_can_release_it(
         self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
     ) -> None:
-        dispatcher = make_dispatcher("a")
-        store = dispatcher.store = GatedStore(backend)
-        store.apply = False  # the write did not happen: the lock stays held
-        assert (await dispatcher.callback(incoming("c-1"))).status == "started"
+        # The last write does not happen: the lock stays held.
+        dispatcher, store = await _started_on(make_dispatcher, backend, apply=False)
         await _settle(lambda: dispatcher.pending == 0)
 
         store.gate.set_exception(StoreError("disk I/O error"))
@@ -420,9 +430,7 @@ class TestTheLastWriteIsNotWaitedFor:
     async def test_close_waits_for_the_last_writes(
         self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
     ) -> None:
-        dispatcher = make_dispatcher("a")
-        store = dispatcher.store = GatedStore(backend)
-        assert (await dispatcher.callback(incoming("c-1"))).status == "started"
+        dispatcher, store = await _started_on(make_dispatcher, backend)
         await _settle(lambda: dispatcher.pending == 0)
 
         closing = asyncio.ensure_future(dispatcher.close())
