@@ -104,6 +104,11 @@ CREATE TABLE IF NOT EXISTS locks (
 _VISIBLE = "(ended_at IS NULL OR ended_at > ?)"
 
 
+def _entry(session_id: str, entry_id: str, command: str) -> OutboxEntry:
+    """An outbox row as an entry; ``StoreError`` naming it when its stored command is corrupt."""
+    return OutboxEntry(entry_id, loads_object(command, f"session {session_id!r} outbox {entry_id!r}"))
+
+
 class SQLiteStore:
     """The ``Store`` interface over one SQLite file. Create it with ``await SQLiteStore.open(path)``."""
 
@@ -479,9 +484,7 @@ class SQLiteStore:
             tuple(session_ids),
         )
         for sid, entry_id, command in rows:
-            found[sid].append(
-                OutboxEntry(entry_id, loads_object(command, f"session {sid!r} outbox {entry_id!r}"))
-            )
+            found[sid].append(_entry(sid, entry_id, command))
         return found
 
     @staticmethod
@@ -511,10 +514,7 @@ class SQLiteStore:
     @staticmethod
     def _outbox(conn: sqlite3.Connection, session_id: str) -> list[OutboxEntry]:
         rows = conn.execute("SELECT id, command FROM outbox WHERE session_id = ? ORDER BY seq", (session_id,))
-        return [
-            OutboxEntry(entry_id, loads_object(command, f"session {session_id!r} outbox {entry_id!r}"))
-            for entry_id, command in rows
-        ]
+        return [_entry(session_id, entry_id, command) for entry_id, command in rows]
 
     async def lookup(self, route_key: str) -> str | None:
         return await self._transaction(lambda conn: self._lookup(conn, route_key), write=False)
@@ -671,8 +671,7 @@ class SQLiteStore:
             )
             grouped: dict[str, list[OutboxEntry]] = {}
             for sid, entry_id, command in rows:
-                entry = OutboxEntry(entry_id, loads_object(command, f"session {sid!r} outbox {entry_id!r}"))
-                grouped.setdefault(sid, []).append(entry)
+                grouped.setdefault(sid, []).append(_entry(sid, entry_id, command))
             return [PendingOutbox(sid, tuple(entries)) for sid, entries in grouped.items()]
 
         return await self._transaction(work, write=False)
