@@ -11,6 +11,9 @@ instances on one machine share sessions. The file is checked on every operation:
 replaced (a volume unmounted, a directory moved), the connection is dropped, operations raise
 ``StoreError``, and the next operation after the file is back reconnects by itself.
 
+Checkpoints (copying the WAL back into the database file) run on a thread of their own
+(``sqlite_checkpoint``), not inside the commits, so no batch waits for one.
+
 ``synchronous=NORMAL``: in WAL mode a committed transaction survives the process being killed at any point;
 only a power loss may roll back the last few commits (never corrupt the file).
 """
@@ -50,6 +53,12 @@ from flowengine.store.base import (
     PendingOutbox,
     SessionRecord,
     Timer,
+)
+from flowengine.store.sqlite_checkpoint import (
+    DEFAULT_INTERVAL,
+    WRITER_AUTOCHECKPOINT,
+    Checkpointer,
+    file_identity,
 )
 from flowengine.typing import Seconds, SnapshotData
 
@@ -119,6 +128,7 @@ class SQLiteStore:
         retention: Seconds = DEFAULT_RETENTION,
         dedup_ttl: Seconds = DEFAULT_DEDUP_TTL,
         clock: Callable[[], Seconds] = time.time,
+        checkpoint_interval: Seconds = DEFAULT_INTERVAL,
     ) -> None:
         check_ttl("retention", retention)
         check_ttl("dedup_ttl", dedup_ttl)
@@ -129,6 +139,10 @@ class SQLiteStore:
         # Touched only from the worker thread: the connection and the identity of the file it has open.
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
+        # WAL checkpoints run on a thread of their own (see ``sqlite_checkpoint``), started with the first
+        # connection.
+        self._checkpointer = Checkpointer(path, interval=checkpoint_interval)
+        self._checkpointer_started = False
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowengine-sqlite")
         self._closed = False
         # Event loop thread only: jobs waiting for the worker, and whether a batch of them is running.
@@ -144,9 +158,16 @@ class SQLiteStore:
         retention: Seconds = DEFAULT_RETENTION,
         dedup_ttl: Seconds = DEFAULT_DEDUP_TTL,
         clock: Callable[[], Seconds] = time.time,
+        checkpoint_interval: Seconds = DEFAULT_INTERVAL,
     ) -> SQLiteStore:
         """Open (creating if needed) the database file at ``path``; its directory must exist."""
-        store = cls(path, retention=retention, dedup_ttl=dedup_ttl, clock=clock)
+        store = cls(
+            path,
+            retention=retention,
+            dedup_ttl=dedup_ttl,
+            clock=clock,
+            checkpoint_interval=checkpoint_interval,
+        )
         try:
             await store.ping()
         except StoreError:
@@ -161,11 +182,7 @@ class SQLiteStore:
     # -- connection handling (worker thread) ----------------------------------------------------------
 
     def _file_identity(self) -> tuple[int, int] | None:
-        try:
-            info = os.stat(self.path)
-        except OSError:
-            return None
-        return (info.st_dev, info.st_ino)
+        return file_identity(self.path)
 
     def _drop(self) -> None:
         conn, self._conn, self._identity = self._conn, None, None
@@ -193,6 +210,8 @@ class SQLiteStore:
             # 64 MiB of page cache (SQLite's default is 2 MiB): the pages of live sessions, their locks and
             # the dedup index stay cached instead of being read again from the file at every callback.
             conn.execute("PRAGMA cache_size = -65536")
+            # Checkpoints are the checkpointer's; this connection only checkpoints if it falls far behind.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")
             conn.executescript(_SCHEMA)
             row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
             if row is None or row[0] != SCHEMA_VERSION:
@@ -206,6 +225,9 @@ class SQLiteStore:
             raise
         self._conn = conn
         self._identity = self._file_identity()
+        if not self._checkpointer_started:
+            self._checkpointer_started = True
+            self._checkpointer.start()
         return conn
 
     def _atomically(self, write: bool, body: Callable[[sqlite3.Connection], T]) -> T:
@@ -222,6 +244,8 @@ class SQLiteStore:
                 self._drop()
             raise
         conn.execute("COMMIT")
+        if write:
+            self._checkpointer.written = True
         return result
 
     def _run(self, work: Callable[[sqlite3.Connection], T], write: bool) -> T:
@@ -334,8 +358,12 @@ class SQLiteStore:
             return
         self._closed = True
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._worker, self._drop)
+        await loop.run_in_executor(self._worker, self._close_connections)
         self._worker.shutdown(wait=False)
+
+    def _close_connections(self) -> None:
+        self._drop()
+        self._checkpointer.stop()
 
     async def ping(self) -> None:
         def work(conn: sqlite3.Connection) -> None:
