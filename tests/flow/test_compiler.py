@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,24 +174,61 @@ def test_the_hash_of_a_flow_built_in_code_is_stable_and_follows_content() -> Non
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 
 
-class TestSettledChoices:
-    """Where a trigger's first transition from a state has no guard, the answer comes from a table built
-    from the machine's own transitions; it must be the machine's answer."""
+def _trials() -> Iterator[Trial]:
+    """Trials that take every guard of the example flows both ways: menu digits and counters, texts, PINs."""
+    contexts: list[dict[str, Any]] = [
+        {"event": {}, "vars": {}},
+        {"event": {"digits": "1"}, "entered": "1234", "pin": "1234", "tries": 0},
+        {"event": {"digits": "9"}, "entered": "0000", "pin": "1234", "tries": 2},
+        *(
+            {"event": {"text": f" {text} "}}
+            for text in ("help", "STOP", "hours", "3", "7", "yes", "N", "maybe")
+        ),
+    ]
+    for context in contexts:
+        for digits in ("", "1", "2", "3", "9", "0", "*"):
+            for count in (0, 1, 2, 3):
+                yield Trial(dict(context), digits=digits, noinput=count, nomatch=count)
+
+
+class TestChoicesFromTheTable:
+    """Transitions are chosen from a table built from the machine's own transitions (their conditions in the
+    machine's order); it must give the machine's answer."""
 
     @pytest.mark.parametrize("path", sorted(FLOWS.glob("*.yaml")), ids=lambda p: p.stem)
     def test_the_table_answers_as_the_machine_does_for_every_trigger_of_every_example_flow(
         self, path: Path
     ) -> None:
         compiled = compile_flow(read_flow(path))
+        answers: set[str | None] = set()
         for trigger in compiled.machine.events:
             for state in compiled.machine.states:
-                contexts = ({"event": {"digits": "1"}}, {"event": {}, "vars": {}})
-                for context in contexts:
-                    by_table = compiled.fire(state, trigger, Trial(context, digits="1"))
-                    by_machine = compiled.fire_machine(state, trigger, Trial(context, digits="1"))
-                    assert by_table == by_machine, (state, trigger)
+                for trial in _trials():
+                    again = Trial(
+                        trial.context, digits=trial.digits, noinput=trial.noinput, nomatch=trial.nomatch
+                    )
+                    by_table = compiled.fire(state, trigger, trial)
+                    by_machine = compiled.fire_machine(state, trigger, again)
+                    assert by_table == by_machine, (
+                        state,
+                        trigger,
+                        trial.context,
+                        trial.digits,
+                        trial.noinput,
+                    )
+                    assert trial.choice == again.choice
+                    assert trial.notes == again.notes
+                    answers.add(None if by_table is None else by_table.address)
+        # Every choice of the flow was reached by some trial (so the guards were taken both ways).
+        every = {
+            compiled._choice_of[t].address
+            for event in compiled.machine.events.values()
+            for transitions_ in event.transitions.values()
+            for t in transitions_
+        }
+        assert every <= answers
 
-    def test_a_settled_choice_does_not_ask_the_machine(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_no_choice_asks_the_machine(self, monkeypatch: pytest.MonkeyPatch) -> None:
         compiled = compile_flow(
             _flow(
                 a=_state(
@@ -208,8 +247,11 @@ class TestSettledChoices:
         choice = compiled.select("a", ("hangup",), Trial({}))
         assert choice is not None
         assert choice.target == "b"
+        choice = compiled.select("a", ("answer",), Trial({}))  # guarded
+        assert choice is not None
+        assert choice.target == "c"
         assert asked == []
-        compiled.select("a", ("answer",), Trial({}))  # guarded: the machine decides
+        compiled.fire_machine("a", "s:answer", Trial({}))
         assert asked == ["s:answer"]
         monkeypatch.undo()
         choice = compiled.select("a", ("answer",), Trial({}))
