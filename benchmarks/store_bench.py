@@ -173,13 +173,18 @@ async def _bench(name: str, url: str, sequences: Sequence[str], events: int, con
                 f"{p50:>9.2f} {p99:>9.2f} {mean:>9.2f}"
             )
     finally:
-        if isinstance(store, RedisStore):
-            prefix = url.partition("prefix=")[2]
-            keys = [key async for key in store._client.scan_iter(match=prefix + "*", count=1000)]
-            for start in range(0, len(keys), 1000):
-                await store._client.delete(*keys[start : start + 1000])
-        await store.close()
+        await close_and_clear(store, url)
     return rows
+
+
+async def close_and_clear(store: Store, url: str) -> None:
+    """Close ``store``; for Redis, delete the keys under the URL's prefix first."""
+    if isinstance(store, RedisStore):
+        prefix = url.partition("prefix=")[2]
+        keys = [key async for key in store._client.scan_iter(match=prefix + "*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await store._client.delete(*keys[start : start + 1000])
+    await store.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

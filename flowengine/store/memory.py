@@ -6,6 +6,7 @@ process. Nothing survives the process.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -62,8 +63,13 @@ class MemoryBackend:
 
     sessions: dict[str, _Session] = field(default_factory=dict)
     routes: dict[str, str] = field(default_factory=dict)
-    timers: dict[tuple[str, str], tuple[Seconds, Seconds]] = field(default_factory=dict)
-    """(session id, key) -> (due, fires_at): fires_at is due, or the end of a claim's lease."""
+    timers: dict[str, dict[str, tuple[Seconds, Seconds]]] = field(default_factory=dict)
+    """Session id -> key -> (due, fires_at): fires_at is due, or the end of a claim's lease."""
+    timer_queue: list[tuple[Seconds, str, str, Seconds]] = field(default_factory=list)
+    """A heap of (fires_at, session id, key, due), so that finding due timers does not look at every timer;
+    entries that no longer match ``timers`` (cancelled, set again, claimed) are dropped when reached."""
+    timer_queue_limit: int = 1024
+    """Past this length the queue is rebuilt from ``timers``, shedding the entries that no longer match."""
     dedup: dict[str, Seconds] = field(default_factory=dict)
     locks: dict[str, _LockState] = field(default_factory=dict)
     tokens: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -276,14 +282,18 @@ class MemoryStore:
                 del data.routes[key]
         for key in routes:
             data.routes[key] = sid
-        for key in timers_cancel:
-            data.timers.pop((sid, key), None)
+        if timers_cancel:
+            keys = data.timers.get(sid)
+            if keys is not None:
+                for key in timers_cancel:
+                    keys.pop(key, None)
+                if not keys:
+                    del data.timers[sid]
         for key, due in (timers_set or {}).items():
-            data.timers[(sid, key)] = (float(due), float(due))
+            _set_timer(data, sid, key, float(due), float(due))
         if session.ended_at is not None and (newly_ended or timers_set):
             # Once ended, a session keeps no timers (after that only a commit setting some can add any).
-            for timer_id in [t for t in data.timers if t[0] == sid]:
-                del data.timers[timer_id]
+            data.timers.pop(sid, None)
         if dedup_key is not None:
             data.dedup[dedup_key] = now + self._dedup_ttl
         if release:
@@ -319,21 +329,29 @@ class MemoryStore:
         ]
 
     async def due_timers(self, now: Seconds, *, limit: int = 100) -> list[Timer]:
-        ready = sorted(
-            (fires_at, sid, key, due)
-            for (sid, key), (due, fires_at) in self._data().timers.items()
-            if fires_at <= now
-        )
-        return [Timer(sid, key, due) for _, sid, key, due in ready[:limit]]
+        data = self._data()
+        queue, timers = data.timer_queue, data.timers
+        ready: list[tuple[Seconds, str, str, Seconds]] = []
+        taken: set[tuple[str, str]] = set()
+        while queue and queue[0][0] <= now and len(ready) < limit:
+            entry = heapq.heappop(queue)
+            fires_at, sid, key, due = entry
+            keys = timers.get(sid)
+            if keys is not None and keys.get(key) == (due, fires_at) and (sid, key) not in taken:
+                taken.add((sid, key))
+                ready.append(entry)
+        for entry in ready:  # due, not claimed: they stay
+            heapq.heappush(queue, entry)
+        return [Timer(sid, key, due) for _, sid, key, due in ready]
 
     async def claim_timer(self, timer: Timer, *, now: Seconds, lease: Seconds = DEFAULT_TIMER_LEASE) -> bool:
         check_ttl("lease", lease)
         data = self._data()
-        timer_id = (timer.session_id, timer.key)
-        due, fires_at = data.timers.get(timer_id, (None, now + 1))
+        keys = data.timers.get(timer.session_id)
+        due, fires_at = keys.get(timer.key, (None, now + 1)) if keys is not None else (None, now + 1)
         if due != timer.due or fires_at > now:
             return False
-        data.timers[timer_id] = (timer.due, now + lease)
+        _set_timer(data, timer.session_id, timer.key, timer.due, now + lease)
         return True
 
     async def list_sessions(self, *, limit: int = 100) -> list[SessionRecord]:
@@ -361,6 +379,20 @@ class MemoryStore:
             # A lock of a session that was never committed; nobody can hold a fence on it any more.
             del data.locks[sid]
         return len(gone)
+
+
+def _set_timer(data: MemoryBackend, session_id: str, key: str, due: Seconds, fires_at: Seconds) -> None:
+    data.timers.setdefault(session_id, {})[key] = (due, fires_at)
+    queue = data.timer_queue
+    heapq.heappush(queue, (fires_at, session_id, key, due))
+    if len(queue) > data.timer_queue_limit:
+        queue[:] = [
+            (live_fires_at, sid, live_key, live_due)
+            for sid, keys in data.timers.items()
+            for live_key, (live_due, live_fires_at) in keys.items()
+        ]
+        heapq.heapify(queue)
+        data.timer_queue_limit = 2 * len(queue) + 1024
 
 
 def _remove(data: MemoryBackend, session_id: str, outbox_ids: Iterable[str]) -> None:
