@@ -71,6 +71,9 @@ class MemoryBackend:
     timer_queue_limit: int = 1024
     """Past this length the queue is rebuilt from ``timers``, shedding the entries that no longer match."""
     dedup: dict[str, Seconds] = field(default_factory=dict)
+    """Dedup key -> expiry, in the order the keys were taken (so, with one time-to-live, of expiry)."""
+    ended: dict[str, Seconds] = field(default_factory=dict)
+    """Ended session id -> when it ended, in the order they ended: ``purge`` reads only the front."""
     locks: dict[str, _LockState] = field(default_factory=dict)
     tokens: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     available: bool = True
@@ -262,6 +265,7 @@ class MemoryStore:
         session = self._live(data, sid, now)
         if session is None:
             session = data.sessions[sid] = _Session(stored, 1, now, now if ended else None)
+            data.ended.pop(sid, None)  # a record past its retention, replaced
             newly_ended = ended
         else:
             # Updated in place: records handed out hold copies (the snapshot text, decoded outbox entries).
@@ -294,7 +298,10 @@ class MemoryStore:
         if session.ended_at is not None and (newly_ended or timers_set):
             # Once ended, a session keeps no timers (after that only a commit setting some can add any).
             data.timers.pop(sid, None)
+        if newly_ended:
+            data.ended[sid] = now
         if dedup_key is not None:
+            data.dedup.pop(dedup_key, None)  # an expired key taken again moves to the end
             data.dedup[dedup_key] = now + self._dedup_ttl
         if release:
             del data.locks[sid]
@@ -322,11 +329,12 @@ class MemoryStore:
     async def pending_outboxes(self) -> list[PendingOutbox]:
         data = self._data()
         now = self._clock()
-        return [
-            PendingOutbox(sid, _entries(sid, session))
-            for sid, session in sorted(data.sessions.items())
+        pending = [
+            (sid, session)
+            for sid, session in data.sessions.items()
             if session.outbox and self._live(data, sid, now) is not None
         ]
+        return [PendingOutbox(sid, _entries(sid, session)) for sid, session in sorted(pending)]
 
     async def due_timers(self, now: Seconds, *, limit: int = 100) -> list[Timer]:
         data = self._data()
@@ -362,16 +370,35 @@ class MemoryStore:
         return [_record(sid, session) for _, sid, session in live[:limit]]
 
     async def purge(self) -> int:
+        """Forget sessions past their retention and expired dedup keys.
+
+        Both are read from the front of their ordered dicts only, up to the first one still kept, so a
+        purge (every 30 s in ``flowengine serve``) does not walk every session and key on the event loop.
+        Entries out of order (stores with different settings sharing a backend, a clock set back) are
+        then purged late, never early.
+        """
         data = self._data()
         now = self._clock()
-        gone = [sid for sid in data.sessions if self._live(data, sid, now) is None]
+        gone = []
+        for sid, ended_at in data.ended.items():
+            if ended_at + self._retention > now:
+                break
+            gone.append(sid)
         for sid in gone:
-            del data.sessions[sid]
+            del data.ended[sid]
+            data.sessions.pop(sid, None)
             data.locks.pop(sid, None)
-        gone_set = set(gone)
-        for key in [k for k, sid in data.routes.items() if sid in gone_set]:
-            del data.routes[key]
-        for key in [k for k, expires in data.dedup.items() if expires <= now]:
+            data.timers.pop(sid, None)
+        if gone:
+            gone_set = set(gone)
+            for key in [k for k, sid in data.routes.items() if sid in gone_set]:
+                del data.routes[key]
+        expired = []
+        for key, expires in data.dedup.items():
+            if expires > now:
+                break
+            expired.append(key)
+        for key in expired:
             del data.dedup[key]
         for sid in [
             sid for sid, held in data.locks.items() if held.expires <= now and sid not in data.sessions
