@@ -72,6 +72,9 @@ _Outcome = tuple[bool, Any]
 
 SCHEMA_VERSION = 1
 
+_LOCK_SLICE = 2000
+"""Lock rows looked at by one purge for locks of sessions that were never committed."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', 1), ('fence', 0);
@@ -101,6 +104,8 @@ CREATE TABLE IF NOT EXISTS timers (
 );
 CREATE INDEX IF NOT EXISTS timers_by_firing ON timers (fires_at);
 CREATE TABLE IF NOT EXISTS dedup (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS dedup_by_expiry ON dedup (expires_at);
+CREATE INDEX IF NOT EXISTS sessions_by_end ON sessions (ended_at) WHERE ended_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS locks (
     session_id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -143,6 +148,7 @@ class SQLiteStore:
         # connection.
         self._checkpointer = Checkpointer(path, interval=checkpoint_interval)
         self._checkpointer_started = False
+        self._lock_cursor = 0  # the rowid where the next purge resumes its walk of the locks (worker thread)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowengine-sqlite")
         self._closed = False
         # Event loop thread only: jobs waiting for the worker, and whether a batch of them is running.
@@ -755,9 +761,19 @@ class SQLiteStore:
             ):
                 conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", gone)
             conn.execute("DELETE FROM dedup WHERE expires_at <= ?", (now,))
+            # Locks of sessions never committed, a slice of the table per purge: every session keeps its lock
+            # row, and probing them all at every purge would hold up the other operations for a while.
+            start = self._lock_cursor
+            slice_end = conn.execute(
+                "SELECT rowid FROM locks WHERE rowid > ? ORDER BY rowid LIMIT 1 OFFSET ?",
+                (start, _LOCK_SLICE - 1),
+            ).fetchone()
+            end = slice_end[0] if slice_end is not None else None
+            self._lock_cursor = end if end is not None else 0
             conn.execute(
-                "DELETE FROM locks WHERE expires_at <= ? AND session_id NOT IN (SELECT id FROM sessions)",
-                (now,),
+                "DELETE FROM locks WHERE rowid > ? AND rowid <= ? AND expires_at <= ? "
+                "AND session_id NOT IN (SELECT id FROM sessions)",
+                (start, end if end is not None else 2**63 - 1, now),
             )
             return len(gone)
 
