@@ -53,6 +53,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SPEED_LOOP = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(3_000_000): x += i\nprint(time.perf_counter() - t)"
+
+
+def core_speed() -> list[float]:
+    """Milliseconds each core takes for the same CPU-bound Python loop (3 million additions), run pinned.
+
+    Recorded before and after a run so that a reader can tell a slow or unsteady machine from a slow engine:
+    on the machine of the reference run a calm core took 90-155 ms; on some days the same loop took 500 ms
+    and more.
+    """
+    speeds = []
+    for core in range(min(os.cpu_count() or 1, 2)):
+        done = subprocess.run(
+            ["taskset", "-c", str(core), sys.executable, "-c", SPEED_LOOP], capture_output=True, text=True
+        )
+        speeds.append(round(float(done.stdout) * 1000, 1) if done.returncode == 0 else float("nan"))
+    return speeds
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of ``pid`` (and its threads) so far."""
     with open(f"/proc/{pid}/stat") as handle:
@@ -372,7 +391,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "phases": [],
+        "core_speed_ms": {"before": core_speed()},
     }
+    print(
+        f"  core speed (ms for a fixed loop, per core): {results['core_speed_ms']['before']}", file=sys.stderr
+    )
     common = [
         "--concurrency",
         str(args.concurrency),
@@ -401,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             # The machine may be shared: a second floor run at the end shows how much the baseline drifted.
             results["phases"].append(run_floor(args, workdir, "floor-end", common))
     results["floor_events_per_s"] = floor_rate
+    results["core_speed_ms"]["after"] = core_speed()
     text = json.dumps(results, indent=1)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
