@@ -147,7 +147,6 @@ class SQLiteStore:
         # WAL checkpoints run on a thread of their own (see ``sqlite_checkpoint``), started with the first
         # connection.
         self._checkpointer = Checkpointer(path, interval=checkpoint_interval)
-        self._checkpointer_started = False
         self._lock_cursor = 0  # the rowid where the next purge resumes its walk of the locks (worker thread)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowengine-sqlite")
         self._closed = False
@@ -231,9 +230,7 @@ class SQLiteStore:
             raise
         self._conn = conn
         self._identity = self._file_identity()
-        if not self._checkpointer_started:
-            self._checkpointer_started = True
-            self._checkpointer.start()
+        self._checkpointer.start()
         return conn
 
     def _atomically(self, write: bool, body: Callable[[sqlite3.Connection], T]) -> T:

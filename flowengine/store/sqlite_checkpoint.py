@@ -62,7 +62,9 @@ class Checkpointer:
         return self._thread.is_alive()
 
     def start(self) -> None:
-        self._thread.start()
+        """Start the thread; once only (later calls do nothing)."""
+        if self._thread.ident is None:
+            self._thread.start()
 
     def stop(self) -> None:
         """Stop the thread, waiting for a checkpoint in progress to end (blocking: not on the event loop)."""
