@@ -30,6 +30,10 @@ DEFAULT_STORE: Final = "sqlite://flowengine.db"
 DEFAULT_MAX_BODY: Final = 256 * 1024
 DEFAULT_MAX_SESSIONS: Final = 10_000
 DEFAULT_MAX_PENDING: Final = 5_000
+# Connections are opened only as requests need them, so the cap matters only under load; at 100 (aiohttp's
+# default) the requests of a saturated instance waited for a connection and their backlog made the collector
+# pause for up to 260 ms (benchmarks/RESULTS.md).
+DEFAULT_API_CONNECTIONS: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     ),
     Setting("max_body", "largest callback body accepted, in bytes", "int", DEFAULT_MAX_BODY),
     Setting("api_timeout", "timeout of each API request, in seconds", "float", 10.0),
+    Setting(
+        "api_connections",
+        "most connections open to the API at once; further requests wait for one",
+        "int",
+        DEFAULT_API_CONNECTIONS,
+    ),
     Setting(
         "reload_interval", "how often to look for changed flow files, in seconds (0: never)", "float", 1.0
     ),
@@ -137,6 +147,7 @@ class ServeConfig:
     executions_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     max_body: int = DEFAULT_MAX_BODY
     api_timeout: Seconds = 10.0
+    api_connections: int = DEFAULT_API_CONNECTIONS
     reload_interval: Seconds = 1.0
     log_format: LogFormat = "json"
     log_level: str = "info"
@@ -160,6 +171,8 @@ class ServeConfig:
             raise ConfigError(f"max body {self.max_body!r} is too small; use at least 1024 bytes")
         if self.api_timeout <= 0:
             raise ConfigError(f"API timeout {self.api_timeout!r} must be positive")
+        if self.api_connections < 1:
+            raise ConfigError(f"API connections {self.api_connections!r} must be at least 1")
         if self.http_timeout <= 0:
             raise ConfigError(f"http timeout {self.http_timeout!r} must be positive")
         if self.http_max_bytes < 1:

@@ -77,6 +77,9 @@ class TestErrors:
             pytest.param(("--public-url", "flows.example.com"), {}, "must be an http", id="public-url"),
             pytest.param(("--max-body", "10"), {}, "too small", id="max-body"),
             pytest.param(("--api-timeout", "0"), {}, "must be positive", id="timeout"),
+            pytest.param(
+                ("--api-connections", "0"), {}, "API connections 0 must be at least 1", id="connections"
+            ),
         ],
     )
     def test_bad_values_name_the_setting(

@@ -112,7 +112,10 @@ def create_app(
             metrics.errors.labels(kind="flow-load").inc()
         # The flow ``http`` action keeps aiohttp (any URL, redirects, limits); the API client gets the lean
         # keep-alive transport (a third of aiohttp's CPU per request).
-        async with aiohttp.ClientSession() as http, HttpTransport() as api_transport:
+        async with (
+            aiohttp.ClientSession() as http,
+            HttpTransport(limit=config.api_connections) as api_transport,
+        ):
             app[HTTP] = http
             the_store = store if store is not None else await open_store(config.store)
             app[STORE] = the_store
