@@ -314,8 +314,9 @@ def run_rounds(
         closing = report["events_per_s"]
     ratios: dict[str, dict[str, list[float]]] = {}
     for number, report in reports:
+        own = floors[number - 1] if floors else args.floor_rate  # measured, or given with --floor-rate
         after = floors[number] if number < len(floors) else closing
-        bracket = (floors[number - 1] + after) / 2 if after else floors[number - 1]
+        bracket = (own + after) / 2 if after else own
         report["of_floor_bracketed"] = round(report["events_per_s"] / bracket, 4)
         kind_ratios = ratios.setdefault(report["store"], {"rounds": [], "bracketed": []})
         kind_ratios["rounds"].append(report["of_floor"])
