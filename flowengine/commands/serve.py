@@ -28,6 +28,7 @@ from flowengine.catapult.transport import HttpTransport
 from flowengine.config import ServeConfig, add_arguments, config_from
 from flowengine.errors import CatapultError, ConfigError, FlowEngineError
 from flowengine.provision import callback_url
+from flowengine.server.open_files import raise_open_files_limit
 
 if TYPE_CHECKING:
     from flowengine.flow.model import Flow
@@ -108,6 +109,22 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _check_open_files(config: ServeConfig) -> None:
+    """Raise the soft limit on open files (see :mod:`flowengine.server.open_files`); warn if it stays low."""
+    limit = raise_open_files_limit()
+    if limit.after != limit.before:
+        _log.info("open_files.raised", before=limit.before, after=limit.after)
+    if limit.too_low_for(config.api_connections):
+        _log.warning(
+            "open_files.low",
+            limit=limit.after,
+            api_connections=config.api_connections,
+            detail=f"the limit on open files ({limit.after}) leaves little room beside "
+            f"--api-connections {config.api_connections}; raise `ulimit -n` (the hard limit) or lower "
+            "--api-connections",
+        )
+
+
 def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "", "::"):
         return "127.0.0.1"
@@ -117,6 +134,8 @@ def _url_host(host: str) -> str:
 async def serve(config: ServeConfig, stdout: TextIO, stderr: TextIO, *, show_token: bool = True) -> int:
     """Run the server until SIGTERM/SIGINT; return the exit code."""
     from flowengine.server.app import create_app, reload_flows
+
+    _check_open_files(config)
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

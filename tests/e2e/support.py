@@ -61,13 +61,22 @@ class Process:
         return self.popen.returncode
 
 
-def start(name: str, args: Sequence[str], log: Path, url: str, env: dict[str, str] | None = None) -> Process:
+def start(
+    name: str,
+    args: Sequence[str],
+    log: Path,
+    url: str,
+    env: dict[str, str] | None = None,
+    preexec: Callable[[], None] | None = None,
+) -> Process:
+    """Start ``flowengine ARGS``; ``preexec`` runs in the child before it (e.g. to set its resource limits)."""
     handle = log.open("wb")
     popen = subprocess.Popen(
         [sys.executable, "-c", _CLI, *args],
         stdout=handle,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
+        preexec_fn=preexec,
     )
     handle.close()
     return Process(name, popen, log, url)

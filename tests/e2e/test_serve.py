@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -30,7 +32,9 @@ pytestmark = pytest.mark.slow
 GREETING = "Welcome to the test line."
 
 
-def _serve_embedded(tmp_path: Path, *extra: str) -> tuple[Process, Path]:
+def _serve_embedded(
+    tmp_path: Path, *extra: str, preexec: Callable[[], None] | None = None
+) -> tuple[Process, Path]:
     flows = tmp_path / "flows"
     flows.mkdir()
     shutil.copy(E2E_FLOWS / "e2e-ivr.yaml", flows / "e2e-ivr.yaml")
@@ -41,6 +45,7 @@ def _serve_embedded(tmp_path: Path, *extra: str) -> tuple[Process, Path]:
         tmp_path / "serve.log",
         f"http://127.0.0.1:{port}",
         env={"FLOWENGINE_USER_ID": "", "FLOWENGINE_TOKEN": "", "FLOWENGINE_SECRET": ""},
+        preexec=preexec,
     )
     wait_for_http(process, "/readyz")
     wait_for_output(process, "place a test call")
@@ -97,6 +102,50 @@ class TestEmbeddedSimulator:
             code = process.stop()
         assert code == 0, process.output()
         assert "shutdown.done" in process.output()
+
+
+def _open_files_limit(soft: int, hard: int) -> Callable[[], None]:
+    def preexec() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return preexec
+
+
+def _child_open_files(process: Process) -> tuple[int, int]:
+    """The soft and hard 'Max open files' of a running child, from /proc."""
+    for line in Path(f"/proc/{process.popen.pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no 'Max open files' line")
+
+
+class TestOpenFiles:
+    def test_serve_raises_a_low_soft_limit_to_the_hard_one(self, tmp_path: Path) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard < 2048:
+            pytest.skip("needs a finite hard limit on open files of at least 2048")
+        process, _ = _serve_embedded(tmp_path, preexec=_open_files_limit(512, hard))
+        try:
+            assert _child_open_files(process) == (hard, hard)
+            assert "open_files.raised" in process.output()
+            assert "open_files.low" not in process.output()
+        finally:
+            process.stop()
+
+    def test_serve_warns_at_start_up_when_the_limit_leaves_no_room_for_its_api_connections(
+        self, tmp_path: Path
+    ) -> None:
+        process, _ = _serve_embedded(
+            tmp_path, "--api-connections", "400", preexec=_open_files_limit(512, 512)
+        )
+        try:
+            assert _child_open_files(process) == (512, 512)
+            output = process.output()
+            assert "open_files.low" in output
+            assert "raise `ulimit -n`" in output
+        finally:
+            process.stop()
 
 
 class TestReload:
