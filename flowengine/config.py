@@ -34,6 +34,7 @@ DEFAULT_MAX_PENDING: Final = 5_000
 # default) the requests of a saturated instance waited for a connection and their backlog made the collector
 # pause for up to 260 ms (benchmarks/RESULTS.md).
 DEFAULT_API_CONNECTIONS: Final = 500
+DEFAULT_HTTP_CONNECTIONS: Final = 500  # the same reasoning, for the hosts of flows' http actions
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("http_timeout", "longest timeout of a flow's http action, in seconds", "float", 10.0),
     Setting("http_max_bytes", "largest answer a flow's http action reads, in bytes", "int", 1024 * 1024),
     Setting(
+        "http_connections",
+        "most connections flows' http actions keep open at once, all hosts together; further requests wait "
+        "for one",
+        "int",
+        DEFAULT_HTTP_CONNECTIONS,
+    ),
+    Setting(
         "max_sessions",
         "most sessions this instance runs at once; new calls above it are rejected (0: no limit)",
         "int",
@@ -156,6 +164,7 @@ class ServeConfig:
     http_allow_hosts: str = ""
     http_timeout: Seconds = 10.0
     http_max_bytes: int = 1024 * 1024
+    http_connections: int = DEFAULT_HTTP_CONNECTIONS
     max_sessions: int = DEFAULT_MAX_SESSIONS
     max_pending: int = DEFAULT_MAX_PENDING
     busy_message: str = ""
@@ -177,6 +186,8 @@ class ServeConfig:
             raise ConfigError(f"http timeout {self.http_timeout!r} must be positive")
         if self.http_max_bytes < 1:
             raise ConfigError(f"http max bytes {self.http_max_bytes!r} must be at least 1")
+        if self.http_connections < 1:
+            raise ConfigError(f"http connections {self.http_connections!r} must be at least 1")
         if self.max_sessions < 0:
             raise ConfigError(f"max sessions {self.max_sessions!r} must not be negative (0: no limit)")
         if self.max_pending < 0:

@@ -80,6 +80,12 @@ class TestErrors:
             pytest.param(
                 ("--api-connections", "0"), {}, "API connections 0 must be at least 1", id="connections"
             ),
+            pytest.param(
+                ("--http-connections", "0"),
+                {},
+                "http connections 0 must be at least 1",
+                id="http-connections",
+            ),
         ],
     )
     def test_bad_values_name_the_setting(

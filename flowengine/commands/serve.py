@@ -114,14 +114,16 @@ def _check_open_files(config: ServeConfig) -> None:
     limit = raise_open_files_limit()
     if limit.after != limit.before:
         _log.info("open_files.raised", before=limit.before, after=limit.after)
-    if limit.too_low_for(config.api_connections):
+    outbound = config.api_connections + config.http_connections
+    if limit.too_low_for(outbound):
         _log.warning(
             "open_files.low",
             limit=limit.after,
             api_connections=config.api_connections,
-            detail=f"the limit on open files ({limit.after}) leaves little room beside "
-            f"--api-connections {config.api_connections}; raise `ulimit -n` (the hard limit) or lower "
-            "--api-connections",
+            http_connections=config.http_connections,
+            detail=f"the limit on open files ({limit.after}) leaves little room beside --api-connections "
+            f"{config.api_connections} and --http-connections {config.http_connections}; raise `ulimit -n` "
+            "(the hard limit) or lower those",
         )
 
 

@@ -113,7 +113,7 @@ def create_app(
         # The flow ``http`` action keeps aiohttp (any URL, redirects, limits); the API client gets the lean
         # keep-alive transport (a third of aiohttp's CPU per request).
         async with (
-            aiohttp.ClientSession() as http,
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=config.http_connections)) as http,
             HttpTransport(limit=config.api_connections) as api_transport,
         ):
             app[HTTP] = http

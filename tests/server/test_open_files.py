@@ -54,7 +54,7 @@ def test_a_refused_raise_keeps_the_limit_it_had(
 
 
 @pytest.mark.parametrize(
-    ("after", "api_connections", "low"),
+    ("after", "outbound", "low"),
     [
         (1024, 500, False),
         (500 + CALLBACK_MARGIN, 500, False),
@@ -62,7 +62,7 @@ def test_a_refused_raise_keeps_the_limit_it_had(
         (None, 500, False),  # no limit at all
     ],
 )
-def test_too_low_leaves_room_for_callbacks_beside_the_api_connections(
-    after: int | None, api_connections: int, low: bool
+def test_too_low_leaves_room_for_callbacks_beside_the_outbound_connections(
+    after: int | None, outbound: int, low: bool
 ) -> None:
-    assert OpenFiles(after, after).too_low_for(api_connections) is low
+    assert OpenFiles(after, after).too_low_for(outbound) is low
