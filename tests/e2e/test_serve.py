@@ -133,7 +133,7 @@ class TestOpenFiles:
         finally:
             process.stop()
 
-    def test_serve_warns_at_start_up_when_the_limit_leaves_no_room_for_its_api_connections(
+    def test_serve_warns_at_start_up_when_the_limit_leaves_no_room_for_its_outbound_connections(
         self, tmp_path: Path
     ) -> None:
         process, _ = _serve_embedded(

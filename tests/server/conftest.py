@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,11 @@ async def make_harness(
         return Harness(client, api, holder[0], backend, flows_dir, config, app)
 
     return make
+
+
+@pytest.fixture
+def gate(make_harness: MakeHarness) -> Iterator[asyncio.Event]:
+    """Holds the API's answers until set; set at teardown (before the server closes) if a test failed early."""
+    event = asyncio.Event()
+    yield event
+    event.set()

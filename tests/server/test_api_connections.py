@@ -4,21 +4,10 @@ waits."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-
-import pytest
 
 from flowengine.config import DEFAULT_API_CONNECTIONS, DEFAULT_HTTP_CONNECTIONS
 
 from .support import Harness, MakeHarness, dtmf, incoming
-
-
-@pytest.fixture
-def gate(make_harness: MakeHarness) -> Iterator[asyncio.Event]:
-    """Holds the API's answers until set; set at teardown (before the server closes) if a test failed early."""
-    event = asyncio.Event()
-    yield event
-    event.set()
 
 
 async def _start_held_calls(h: Harness, gate: asyncio.Event, count: int) -> None:

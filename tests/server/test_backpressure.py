@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,6 @@ from .support import EXEC_TOKEN, OUR_NUMBER, Harness, MakeHarness, dtmf, incomin
 
 AUTH = {"Authorization": f"Bearer {EXEC_TOKEN}"}
 EXECUTION = {"flow": "echo", "to": "+15557654321", "from": OUR_NUMBER}
-
-
-@pytest.fixture
-def gate(make_harness: MakeHarness) -> Iterator[asyncio.Event]:
-    """Holds the API's answers until set; set at teardown (before the server closes) if a test failed early."""
-    event = asyncio.Event()
-    yield event
-    event.set()
 
 
 async def _hold_commands(h: Harness, gate: asyncio.Event, *calls: str) -> None:
