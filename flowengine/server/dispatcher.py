@@ -384,25 +384,32 @@ class Dispatcher:
 
         Returns None when the session exists already (started by another instance at the same time).
         """
-        lock, existing = await self.store.begin(step.session_id, owner=self.instance_id)
+        started = time.perf_counter()
+        step = _with_routes(step, routes)
         try:
-            if existing is not None:
-                await self._release(lock)
-                return None
-            started = time.perf_counter()
-            step = _with_routes(step, routes)
-            entries = await self._commit(lock, step, dedup=dedup, event_type=event_type, call_id=call_id)
-            self.metrics.handling.observe(time.perf_counter() - started)
-            self.metrics.active_sessions.inc()
-            if not step.ended:
-                self._live.add(step.session_id)
-            _log.info("session.started", session_id=step.session_id, flow=step.flow, state=step.state)
-        except DuplicateEventError:
-            await self._release(lock)
+            created = await self._create(step, dedup=dedup, event_type=event_type, call_id=call_id)
+        except DuplicateEventError:  # nothing was written or locked
             return Outcome("duplicate", "this callback was already handled", step.session_id), None
-        except BaseException:
-            await self._release(lock)
-            raise
+        if created is not None:
+            lock, entries = created
+        else:  # the session exists, or another instance is starting it right now
+            lock, existing = await self.store.begin(step.session_id, owner=self.instance_id)
+            try:
+                if existing is not None:
+                    await self._release(lock)
+                    return None
+                entries = await self._commit(lock, step, dedup=dedup, event_type=event_type, call_id=call_id)
+            except DuplicateEventError:
+                await self._release(lock)
+                return Outcome("duplicate", "this callback was already handled", step.session_id), None
+            except BaseException:
+                await self._release(lock)
+                raise
+        self.metrics.handling.observe(time.perf_counter() - started)
+        self.metrics.active_sessions.inc()
+        if not step.ended:
+            self._live.add(step.session_id)
+        _log.info("session.started", session_id=step.session_id, flow=step.flow, state=step.state)
         return Outcome("started", "", step.session_id), self._then(lock, step, entries, callback=callback)
 
     async def _reserve_session(self) -> bool:
@@ -564,11 +571,7 @@ class Dispatcher:
 
         The store extends the lock with every commit, or gives it up with ``release``.
         """
-        version_hint = int(time.time_ns())
-        entries = [
-            OutboxEntry(id=f"{version_hint}.{index}", command=command)
-            for index, command in enumerate(step.entries)
-        ]
+        entries = _outbox(step)
         await self.store.commit(
             lock,
             snapshot=step.snapshot,
@@ -581,6 +584,32 @@ class Dispatcher:
             done=done,
             release=release,
         )
+        self._committed(step, event_type, call_id, was_ended)
+        return entries
+
+    async def _create(
+        self, step: Step, *, dedup: str | None, event_type: str, call_id: str
+    ) -> tuple[Lock, list[OutboxEntry]] | None:
+        """Commit a brand-new session's first step under a new lock, in one store round trip; None when the
+        session exists or its lock is held (nothing written: the caller goes the long way)."""
+        entries = _outbox(step)
+        lock = await self.store.create(
+            step.session_id,
+            owner=self.instance_id,
+            snapshot=step.snapshot,
+            outbox=entries,
+            routes=step.routes,
+            timers_set=dict(step.timers_set),
+            dedup_key=dedup,
+            ended=step.ended,
+        )
+        if lock is None:
+            return None
+        self._committed(step, event_type, call_id, False)
+        return lock, entries
+
+    def _committed(self, step: Step, event_type: str, call_id: str, was_ended: bool) -> None:
+        """What follows every commit of a step: metrics, the lanes of its routes, its log lines."""
         self.metrics.events.labels(type=event_type).inc()
         self._learn(step.routes, step.session_id)
         # One line per event at debug level: at info it would cost more than the event's own handling
@@ -594,7 +623,7 @@ class Dispatcher:
             if call_id:
                 log = log.bind(call_id=call_id)
             if debug:
-                log.debug("event.handled", commands=len(entries))
+                log.debug("event.handled", commands=len(step.entries))
             for level, message in step.logs:
                 getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
                     "flow.log", message=message
@@ -604,7 +633,6 @@ class Dispatcher:
             if step.ended and not was_ended:
                 self.metrics.active_sessions.dec()
                 log.info("session.ended")
-        return entries
 
     def _learn(self, routes: Sequence[str], session_id: str) -> None:
         """Point the session's route keys at its lane: the lane its first event here ran in."""
@@ -1076,6 +1104,15 @@ def _conference_name(command: JSONObject) -> str | None:
     if command.get("operation") == "createConference" and isinstance(name, str) and name:
         return name
     return None
+
+
+def _outbox(step: Step) -> list[OutboxEntry]:
+    """A step's commands as outbox entries, with ids unique to this commit (and ordered after earlier ones)."""
+    version_hint = int(time.time_ns())
+    return [
+        OutboxEntry(id=f"{version_hint}.{index}", command=command)
+        for index, command in enumerate(step.entries)
+    ]
 
 
 def _with_routes(step: Step, routes: Sequence[str]) -> Step:

@@ -217,6 +217,31 @@ class Store(Protocol):
         """
         ...
 
+    async def create(
+        self,
+        session_id: str,
+        *,
+        owner: str,
+        snapshot: SnapshotData,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        outbox: Sequence[OutboxEntry] = (),
+        routes: Iterable[str] = (),
+        timers_set: Mapping[str, Seconds] | None = None,
+        dedup_key: str | None = None,
+        ended: bool = False,
+    ) -> Lock | None:
+        """Start a new session: ``begin`` finding no record, then its first ``commit``, as one round trip.
+
+        Returns the session's lock, held for ``ttl`` from now, with the commit written (version 1). Returns
+        ``None``, having written and locked nothing, when the session exists (as ``load`` would return it,
+        ended within the retention included) or its lock is held: the caller then goes the long way,
+        ``begin`` (which waits for the lock) and ``commit``. Never waits.
+
+        Raises:
+            DuplicateEventError: ``dedup_key`` was already committed (nothing is written or locked).
+        """
+        ...
+
     async def renew(self, lock: Lock, *, ttl: Seconds = DEFAULT_LOCK_TTL) -> Lock:
         """Extend a held lock to ``ttl`` from now. Raises ``StaleLockError`` if it was lost."""
         ...

@@ -194,6 +194,45 @@ class MemoryStore:
             try_once, wait=wait, busy_message=lambda: busy_route_message(route_key, tried[0], wait)
         )
 
+    async def create(
+        self,
+        session_id: str,
+        *,
+        owner: str,
+        snapshot: SnapshotData,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        outbox: Sequence[OutboxEntry] = (),
+        routes: Iterable[str] = (),
+        timers_set: Mapping[str, Seconds] | None = None,
+        dedup_key: str | None = None,
+        ended: bool = False,
+    ) -> Lock | None:
+        check_ttl("ttl", ttl)
+        check_changes(session_id, outbox, timers_set or {})
+        data = self._data()
+        now = self._clock()
+        if self._live(data, session_id, now) is not None:
+            return None
+        held = data.locks.get(session_id)
+        if held is not None and held.expires > now:
+            return None
+        if dedup_key is not None and data.dedup.get(dedup_key, 0.0) > now:
+            raise DuplicateEventError(f"session {session_id!r}: event {dedup_key!r} was already handled")
+        token = next(data.tokens)
+        data.locks[session_id] = _LockState(owner, token, now + ttl)
+        lock = Lock(session_id, owner, token, ttl)
+        # Cannot be refused now: the lock is this one and the dedup key is free (nothing runs in between).
+        self._commit(
+            lock,
+            snapshot=snapshot,
+            outbox=outbox,
+            routes=routes,
+            timers_set=timers_set,
+            dedup_key=dedup_key,
+            ended=ended,
+        )
+        return lock
+
     def _check_fence(self, data: MemoryBackend, lock: Lock) -> _LockState:
         held = data.locks.get(lock.session_id)
         if held is None or held.token != lock.token:
@@ -234,6 +273,35 @@ class MemoryStore:
         return expires is not None and expires > self._clock()
 
     async def commit(
+        self,
+        lock: Lock,
+        *,
+        snapshot: SnapshotData,
+        outbox: Sequence[OutboxEntry] = (),
+        routes: Iterable[str] = (),
+        unroutes: Iterable[str] = (),
+        timers_set: Mapping[str, Seconds] | None = None,
+        timers_cancel: Iterable[str] = (),
+        dedup_key: str | None = None,
+        ended: bool = False,
+        done: Iterable[str] = (),
+        release: bool = False,
+    ) -> int:
+        return self._commit(
+            lock,
+            snapshot=snapshot,
+            outbox=outbox,
+            routes=routes,
+            unroutes=unroutes,
+            timers_set=timers_set,
+            timers_cancel=timers_cancel,
+            dedup_key=dedup_key,
+            ended=ended,
+            done=done,
+            release=release,
+        )
+
+    def _commit(
         self,
         lock: Lock,
         *,

@@ -124,15 +124,25 @@ return 1
 """
 
 # KEYS: fence:<sid> s:<sid> ol:<sid> oh:<sid> rk:<sid> tk:<sid> pending timers sessions ended d:<key> tdue
-#       lock:<sid>
+#       lock:<sid> fence
 # ARGV: token snapshot sid prefix ended(0/1) retention_ms dedup_ttl_ms has_dedup(0/1) owner ttl_ms grace_ms
 #       release(0/1) n_done id*  n_outbox (id cmd)*  n_routes key*  n_unroutes key*  n_cancel member*
 #       n_set (member due)*
+# An empty token creates the session (``create``): -3 when it exists or its lock is held, else its new lock's
+# token (the version is 1). Otherwise: -1 for a stale lock, -2 for a duplicate, else the new version.
 _COMMIT = """
 local token, snapshot, sid, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ending, retention, dedup_ttl, has_dedup = ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7], ARGV[8] == '1'
-if redis.call('GET', KEYS[1]) ~= token then return -1 end
-if has_dedup and redis.call('EXISTS', KEYS[11]) == 1 then return -2 end
+local creating = token == ''
+if creating then
+    if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[13]) == 1 then return -3 end
+    if has_dedup and redis.call('EXISTS', KEYS[11]) == 1 then return -2 end
+    token = tostring(redis.call('INCR', KEYS[14]))
+    redis.call('SET', KEYS[1], token)
+else
+    if redis.call('GET', KEYS[1]) ~= token then return -1 end
+    if has_dedup and redis.call('EXISTS', KEYS[11]) == 1 then return -2 end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 if ARGV[12] == '1' then
@@ -202,6 +212,7 @@ if ended_at then
     end
     for _, k in ipairs({KEYS[2], KEYS[3], KEYS[4], KEYS[5]}) do redis.call('PEXPIRE', k, left) end
 end
+if creating then return tonumber(token) end
 return version
 """
 
@@ -690,7 +701,74 @@ class RedisStore:
         done: Iterable[str] = (),
         release: bool = False,
     ) -> int:
-        sid = lock.session_id
+        reply = await self._write(
+            lock.session_id,
+            str(lock.token),
+            lock.owner,
+            lock.ttl,
+            snapshot=snapshot,
+            outbox=outbox,
+            routes=routes,
+            unroutes=unroutes,
+            timers_set=timers_set,
+            timers_cancel=timers_cancel,
+            dedup_key=dedup_key,
+            ended=ended,
+            done=done,
+            release=release,
+        )
+        if reply == -1:
+            raise self._stale(lock)
+        return reply
+
+    async def create(
+        self,
+        session_id: str,
+        *,
+        owner: str,
+        snapshot: SnapshotData,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        outbox: Sequence[OutboxEntry] = (),
+        routes: Iterable[str] = (),
+        timers_set: Mapping[str, Seconds] | None = None,
+        dedup_key: str | None = None,
+        ended: bool = False,
+    ) -> Lock | None:
+        check_ttl("ttl", ttl)
+        token = await self._write(
+            session_id,
+            "",  # no token yet: the script creates the session and takes its lock
+            owner,
+            ttl,
+            snapshot=snapshot,
+            outbox=outbox,
+            routes=routes,
+            timers_set=timers_set,
+            dedup_key=dedup_key,
+            ended=ended,
+        )
+        return None if token == -3 else Lock(session_id, owner, token, ttl)
+
+    async def _write(
+        self,
+        sid: str,
+        token: str,
+        owner: str,
+        ttl: Seconds,
+        *,
+        snapshot: SnapshotData,
+        outbox: Sequence[OutboxEntry] = (),
+        routes: Iterable[str] = (),
+        unroutes: Iterable[str] = (),
+        timers_set: Mapping[str, Seconds] | None = None,
+        timers_cancel: Iterable[str] = (),
+        dedup_key: str | None = None,
+        ended: bool = False,
+        done: Iterable[str] = (),
+        release: bool = False,
+    ) -> int:
+        """The commit script (see ``_COMMIT``; an empty ``token`` creates the session); raises
+        ``DuplicateEventError`` for its -2 and returns its other replies."""
         check_changes(sid, outbox, timers_set or {})
         done_ids = list(done)
         keys = [
@@ -707,9 +785,10 @@ class RedisStore:
             self._key("d:", dedup_key or ""),
             self._key("tdue"),
             self._key("lock:", sid),
+            self._key("fence"),
         ]
         args: list[str | bytes | int] = [
-            str(lock.token),
+            token,
             snapshot_text(snapshot),
             sid,
             self._prefix,
@@ -717,8 +796,8 @@ class RedisStore:
             _ms(self._retention),
             _ms(self._dedup_ttl),
             int(dedup_key is not None),
-            lock.owner,
-            _ms(lock.ttl),
+            owner,
+            _ms(ttl),
             _FENCE_GRACE_MS,
             int(release),
             len(done_ids),
@@ -735,12 +814,10 @@ class RedisStore:
         args.append(len(sets))
         for key, due in sets:
             args += [_timer_member(sid, key), repr(float(due))]
-        version = int(await self._call("commit", lambda: self._eval(self._commit, keys, args)))
-        if version == -1:
-            raise self._stale(lock)
-        if version == -2:
+        reply = int(await self._call("commit", lambda: self._eval(self._commit, keys, args)))
+        if reply == -2:
             raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
-        return version
+        return reply
 
     async def mark_done(self, session_id: str, outbox_ids: Iterable[str]) -> None:
         ids = list(outbox_ids)

@@ -619,52 +619,141 @@ class SQLiteStore:
                 )
             if extended.rowcount != 1:  # without a dedup key: nothing written yet
                 raise self._stale(lock)
-            updated = conn.execute(
+            return self._write_session(
+                conn,
+                sid,
+                now,
+                stored,
+                ended,
+                done_rows,
+                entries,
+                route_rows,
+                unroute_rows,
+                cancel_rows,
+                set_rows,
+            )
+
+        return await self._transaction(work, write=True)
+
+    async def create(
+        self,
+        session_id: str,
+        *,
+        owner: str,
+        snapshot: SnapshotData,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        outbox: Sequence[OutboxEntry] = (),
+        routes: Iterable[str] = (),
+        timers_set: Mapping[str, Seconds] | None = None,
+        dedup_key: str | None = None,
+        ended: bool = False,
+    ) -> Lock | None:
+        check_ttl("ttl", ttl)
+        sid = session_id
+        check_changes(sid, outbox, timers_set or {})
+        stored = snapshot_text(snapshot)
+        entries = [(sid, entry.id, dumps(entry.command)) for entry in outbox]
+        route_rows = [(key, sid) for key in routes]
+        set_rows = [(sid, key, float(due), float(due)) for key, due in (timers_set or {}).items()]
+
+        def work(conn: sqlite3.Connection) -> Lock | None:
+            # Everything that makes it go the long way or refuse is read before the first write (see
+            # _run_batch): the session, then its lock; the dedup key's upsert is the duplicate check.
+            now = self._clock()
+            exists = conn.execute(
+                f"SELECT 1 FROM sessions WHERE id = ? AND {_VISIBLE}", (sid, now - self._retention)
+            ).fetchone()
+            if exists is not None:
+                return None
+            if conn.execute(
+                "SELECT 1 FROM locks WHERE session_id = ? AND expires_at > ?", (sid, now)
+            ).fetchone():
+                return None
+            if dedup_key is not None:
+                taken = conn.execute(
+                    "INSERT INTO dedup (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                    "SET expires_at = excluded.expires_at WHERE expires_at <= ?",
+                    (dedup_key, now + self._dedup_ttl, now),
+                )
+                if taken.rowcount != 1:
+                    raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
+            lock = self._try_lock(conn, sid, owner, ttl)
+            assert lock is not None  # free: read above, in this same write transaction
+            self._write_session(
+                conn, sid, now, stored, ended, [], entries, route_rows, [], [], set_rows, new=True
+            )
+            return lock
+
+        return await self._transaction(work, write=True)
+
+    def _write_session(
+        self,
+        conn: sqlite3.Connection,
+        sid: str,
+        now: Seconds,
+        stored: str | bytes,
+        ended: bool,
+        done_rows: list[tuple[str, str]],
+        entries: list[tuple[str, str, str]],
+        route_rows: list[tuple[str, str]],
+        unroute_rows: list[tuple[str, str]],
+        cancel_rows: list[tuple[str, str]],
+        set_rows: list[tuple[str, str, float, float]],
+        *,
+        new: bool = False,
+    ) -> int:
+        """A commit's writes once its lock and dedup key are settled; the session's new version.
+
+        ``new``: the session is known not to be visible (``create``), so it is written afresh at once.
+        """
+        updated = (
+            []
+            if new
+            else conn.execute(
                 "UPDATE sessions SET snapshot = ?, version = version + 1, updated_at = ?, "
                 f"ended_at = COALESCE(ended_at, ?) WHERE id = ? AND {_VISIBLE} RETURNING version, ended_at",
                 (stored, now, now if ended else None, sid, now - self._retention),
             ).fetchall()
-            if updated:
-                [(version, ended_at)] = updated
-                if done_rows:
-                    conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", done_rows)
-            else:
-                # New, or ended beyond the retention and not purged yet: start afresh.
-                version, ended_at = 1, now if ended else None
-                conn.execute("DELETE FROM outbox WHERE session_id = ?", (sid,))
-                conn.execute(
-                    "INSERT OR REPLACE INTO sessions (id, snapshot, version, updated_at, ended_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (sid, stored, version, now, ended_at),
-                )
-            if entries:
-                # REPLACE: an entry with an id already pending is replaced, and moves to the end (new seq).
+        )
+        if updated:
+            [(version, ended_at)] = updated
+            if done_rows:
+                conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", done_rows)
+        else:
+            # New, or ended beyond the retention and not purged yet: start afresh.
+            version, ended_at = 1, now if ended else None
+            conn.execute("DELETE FROM outbox WHERE session_id = ?", (sid,))
+            conn.execute(
+                "INSERT OR REPLACE INTO sessions (id, snapshot, version, updated_at, ended_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (sid, stored, version, now, ended_at),
+            )
+        if entries:
+            # REPLACE: an entry with an id already pending is replaced, and moves to the end (new seq).
+            conn.executemany(
+                "INSERT OR REPLACE INTO outbox (session_id, id, command) VALUES (?, ?, ?)", entries
+            )
+        if unroute_rows:
+            conn.executemany("DELETE FROM routes WHERE key = ? AND session_id = ?", unroute_rows)
+        if route_rows:
+            # Most commits repeat the session's route keys: leave the rows (and pages) that are unchanged.
+            conn.executemany(
+                "INSERT INTO routes (key, session_id) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                "SET session_id = excluded.session_id WHERE session_id IS NOT excluded.session_id",
+                route_rows,
+            )
+        if ended_at is not None:
+            conn.execute("DELETE FROM timers WHERE session_id = ?", (sid,))
+        else:
+            if cancel_rows:
+                conn.executemany("DELETE FROM timers WHERE session_id = ? AND key = ?", cancel_rows)
+            if set_rows:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO outbox (session_id, id, command) VALUES (?, ?, ?)", entries
+                    "INSERT INTO timers (session_id, key, due, fires_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (session_id, key) DO UPDATE SET due = excluded.due, fires_at = excluded.fires_at",
+                    set_rows,
                 )
-            if unroute_rows:
-                conn.executemany("DELETE FROM routes WHERE key = ? AND session_id = ?", unroute_rows)
-            if route_rows:
-                # Most commits repeat the session's route keys: leave the rows (and pages) that are unchanged.
-                conn.executemany(
-                    "INSERT INTO routes (key, session_id) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                    "SET session_id = excluded.session_id WHERE session_id IS NOT excluded.session_id",
-                    route_rows,
-                )
-            if ended_at is not None:
-                conn.execute("DELETE FROM timers WHERE session_id = ?", (sid,))
-            else:
-                if cancel_rows:
-                    conn.executemany("DELETE FROM timers WHERE session_id = ? AND key = ?", cancel_rows)
-                if set_rows:
-                    conn.executemany(
-                        "INSERT INTO timers (session_id, key, due, fires_at) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (session_id, key) DO UPDATE SET due = excluded.due, fires_at = excluded.fires_at",
-                        set_rows,
-                    )
-            return int(version)
-
-        return await self._transaction(work, write=True)
+        return int(version)
 
     async def mark_done(self, session_id: str, outbox_ids: Iterable[str]) -> None:
         rows = [(session_id, entry_id) for entry_id in outbox_ids]

@@ -86,6 +86,33 @@ class TestTwoInstances:
         await asyncio.sleep(0.05)
         assert api.paths() == ["POST /calls/c-1", "POST /calls/c-1/audio"]
 
+    async def test_a_session_started_elsewhere_after_the_lookup_takes_the_event_as_its_own(
+        self, make_dispatcher: MakeDispatcher, fake_api: tuple[FakeAPI, TestServer]
+    ) -> None:
+        api, _ = fake_api
+        one, two = make_dispatcher("one"), make_dispatcher("two")
+        assert (await one.callback(incoming("c-4"))).status == "started"
+        await _settle(lambda: one.pending == 0)
+        looked_up = two.store.begin_route
+
+        async def too_early(route_key: str, **options: Any) -> Any:
+            # What two saw had it looked the route up just before one committed the session.
+            two.store.begin_route = looked_up  # type: ignore[method-assign]
+            return None
+
+        two.store.begin_route = too_early  # type: ignore[method-assign]
+        # The API's retry of the first callback, and then a first callback of its own for the session.
+        assert (await two.callback(incoming("c-4"))).status == "duplicate"
+        two.store.begin_route = too_early  # type: ignore[method-assign]
+        again = {**incoming("c-4"), "time": "2012-11-14T16:22:30.000Z"}
+        assert (await two.callback(again)).status == "handled"
+        await _settle(lambda: two.pending == 0)
+
+        record = await two.store.load("s-c-4")
+        assert record is not None
+        assert record.snapshot["seen"] == ["incomingcall:"]  # handled by the session, not a new one
+        assert api.paths().count("POST /calls/c-4") == 1
+
     async def test_either_instance_takes_the_next_event_of_a_call(
         self, make_dispatcher: MakeDispatcher
     ) -> None:
@@ -202,6 +229,10 @@ class RecordingStore(MemoryStore):
         self.calls.append(("begin", []))
         return await super().begin(session_id, **options)
 
+    async def create(self, session_id: str, **options: Any) -> Any:
+        self.calls.append(("create", []))
+        return await super().create(session_id, **options)
+
     async def commit(self, lock: Lock, **changes: Any) -> int:
         self.calls.append(("commit", list(changes.get("done", ()))))
         return await super().commit(lock, **changes)
@@ -288,11 +319,10 @@ class TestStoreRoundTrips:
         assert (first, second) == ("/calls/c-2", "/calls/c-2/audio")
         assert len(both) == 2
         assert last == both[1:]  # a crash while the second runs re-executes the second only
-        # begin_route finds no session: a new one is begun under the call's session id
+        # begin_route finds no session: a new one is created under the call's session id
         assert store.calls == [
             ("begin_route", []),
-            ("begin", []),
-            ("commit", []),
+            ("create", []),
             ("mark_done", both[:1]),
             ("finish", last),
         ]
