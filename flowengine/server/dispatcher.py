@@ -7,7 +7,8 @@ For every callback (and every timer that falls due) the dispatcher does, per ses
           + release
 
 Each arrow into the store is one round trip (``begin_route``, ``commit``, ``finish``; a new session is
-``begin_route`` finding nothing, then ``begin`` under the id derived from the call): a result fed back
+``begin_route`` finding nothing, then ``create`` under the id derived from the call, which takes the lock and
+commits the first step together, or ``begin`` and ``commit`` when that session exists): a result fed back
 is committed together with marking its entry done, and the last entry is marked done as the lock is released
 (see ``Dispatcher._execute`` for the rule that keeps that crash-safe); when the last entry's result is fed
 back and decides nothing more, that commit releases the lock itself (``commit(release=True)``).
