@@ -105,14 +105,14 @@ def proc_status(pid: int) -> dict[str, int]:
 class Server:
     """A server process pinned to core 0, stopped with SIGTERM (SIGKILL after 30 s)."""
 
-    def __init__(self, argv: list[str], workdir: Path, name: str) -> None:
+    def __init__(self, argv: list[str], workdir: Path, name: str, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.gc_path = workdir / f"{name}.gc.json"
         self.log_path = workdir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         argv = [*argv[:2], "--gc-stats", str(self.gc_path), *argv[2:]]
         self.process = subprocess.Popen(
-            ["taskset", "-c", "0", *argv], stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT
+            ["taskset", "-c", "0", *argv], stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=env
         )
 
     def memory(self) -> dict[str, int]:
