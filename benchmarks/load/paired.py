@@ -11,6 +11,9 @@ the engine's share of the floor's callbacks/second is the floor's CPU per callba
 That is the figure reported, per pair and as a median over ``--pairs`` pairs, each pair with fresh
 processes.
 
+The pairs take turns at starting first (the floor in odd pairs, the engine in even ones): the server
+started first, with its driver, was seen to answer faster (``ab_latency.py``), so use an even ``--pairs``.
+
 Limits: the two servers share the core's caches (each sees the other's misses), and two drivers share core
 1. The solo runs (:mod:`run`) stay the issue's measure; this is what a noisy day can still compare fairly.
 
@@ -76,26 +79,28 @@ def wait_healthy(port: int, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def pair(args: argparse.Namespace, kind: str, workdir: Path, label: str) -> dict[str, Any]:
-    """One pair: the floor and the engine on store ``kind`` together; their CPU per callback and the ratio."""
+def pair(
+    args: argparse.Namespace, kind: str, workdir: Path, label: str, engine_first: bool
+) -> dict[str, Any]:
+    """One pair: the floor and the engine on store ``kind`` together; their CPU per callback and the ratio.
+
+    ``engine_first``: start the engine and its driver before the floor and its driver (see the module doc).
+    """
     floor_port, floor_standin, engine_port, engine_standin = (free_port() for _ in range(4))
     floor_argv = [
         sys.executable, str(HERE / "floor.py"), "--port", str(floor_port),
         "--api-url", f"http://127.0.0.1:{floor_standin}/v1", *(["--uvloop"] if args.uvloop else []),
     ]  # fmt: skip
     url = store_url(kind, workdir, label)
-    servers = {
-        "floor": Server(floor_argv, workdir, f"{label}-floor"),
-        "engine": Server(engine_argv(args, url, engine_port, engine_standin), workdir, f"{label}-engine"),
-    }
+    order = ["engine", "floor"] if engine_first else ["floor", "engine"]
+    argvs = {"floor": floor_argv, "engine": engine_argv(args, url, engine_port, engine_standin)}
+    ports = {"floor": (floor_port, floor_standin), "engine": (engine_port, engine_standin)}
+    servers = {name: Server(argvs[name], workdir, f"{label}-{name}") for name in order}
     try:
-        wait_healthy(floor_port)
-        wait_healthy(engine_port)
+        for name in order:
+            wait_healthy(ports[name][0])
         outputs = {name: workdir / f"{label}-{name}.driver.json" for name in servers}
-        drivers = {
-            "floor": driver_process(args, "floor", floor_port, floor_standin, outputs["floor"]),
-            "engine": driver_process(args, "engine", engine_port, engine_standin, outputs["engine"]),
-        }
+        drivers = {name: driver_process(args, name, *ports[name], outputs[name]) for name in order}
         started = time.monotonic()
         # The drivers measure from their own start (within a few ms of each other) for the same window.
         time.sleep(max(0.0, started + args.warmup - time.monotonic()))
@@ -126,6 +131,7 @@ def pair(args: argparse.Namespace, kind: str, workdir: Path, label: str) -> dict
         }
     share = figures["floor"]["cpu_us_per_callback"] / figures["engine"]["cpu_us_per_callback"]
     figures["engine_share_of_floor"] = round(share, 4)
+    figures["started_first"] = order[0]
     print(
         f"  {label}: floor {figures['floor']['cpu_us_per_callback']} µs and {kind} "
         f"{figures['engine']['cpu_us_per_callback']} µs of CPU per callback "
@@ -158,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"settings": {k: v for k, v in vars(args).items() if k != "out"}}
     with tempfile.TemporaryDirectory(prefix="fe-paired-") as tmp:
         for kind in kinds:
-            pairs = [pair(args, kind, Path(tmp), f"{kind}-p{number}") for number in range(1, args.pairs + 1)]
+            pairs = [
+                pair(args, kind, Path(tmp), f"{kind}-p{number}", engine_first=number % 2 == 0)
+                for number in range(1, args.pairs + 1)
+            ]
             shares = [figures["engine_share_of_floor"] for figures in pairs]
             results[kind] = {"pairs": pairs, "shares": shares, "median_share": statistics.median(shares)}
             print(f"  {kind}: {shares} (median {statistics.median(shares):.1%})", file=sys.stderr, flush=True)
