@@ -222,7 +222,9 @@ class MemoryStore:
         data.locks[session_id] = _LockState(owner, token, now + ttl)
         lock = Lock(session_id, owner, token, ttl)
         # Cannot be refused now: the lock is this one and the dedup key is free (nothing runs in between).
-        self._commit(
+        # This class's own commit, not an override's: to a subclass counting round trips, this is one.
+        await MemoryStore.commit(
+            self,
             lock,
             snapshot=snapshot,
             outbox=outbox,
@@ -273,35 +275,6 @@ class MemoryStore:
         return expires is not None and expires > self._clock()
 
     async def commit(
-        self,
-        lock: Lock,
-        *,
-        snapshot: SnapshotData,
-        outbox: Sequence[OutboxEntry] = (),
-        routes: Iterable[str] = (),
-        unroutes: Iterable[str] = (),
-        timers_set: Mapping[str, Seconds] | None = None,
-        timers_cancel: Iterable[str] = (),
-        dedup_key: str | None = None,
-        ended: bool = False,
-        done: Iterable[str] = (),
-        release: bool = False,
-    ) -> int:
-        return self._commit(
-            lock,
-            snapshot=snapshot,
-            outbox=outbox,
-            routes=routes,
-            unroutes=unroutes,
-            timers_set=timers_set,
-            timers_cancel=timers_cancel,
-            dedup_key=dedup_key,
-            ended=ended,
-            done=done,
-            release=release,
-        )
-
-    def _commit(
         self,
         lock: Lock,
         *,
