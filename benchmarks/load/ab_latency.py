@@ -21,6 +21,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,13 +31,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from paired import wait_healthy  # noqa: E402
+from paired import collect_reports, wait_healthy  # noqa: E402
 from run import ROOT, Server, clear_redis, engine_argv, free_port, store_url  # noqa: E402
 
 
-def driver_process(args: argparse.Namespace, port: int, standin: int, out: Path) -> Any:
-    import subprocess
-
+def driver_process(args: argparse.Namespace, port: int, standin: int, out: Path) -> subprocess.Popen[bytes]:
     argv = [
         "taskset", "-c", "1", sys.executable, str(HERE / "driver.py"),
         "--target", f"http://127.0.0.1:{port}", "--standin-port", str(standin), "--mode", "engine",
@@ -65,11 +64,7 @@ def one_pair(args: argparse.Namespace, workdir: Path, label: str, order: list[st
             wait_healthy(ports[name][0])
         outputs = {name: workdir / f"{label}-{name}.driver.json" for name in order}
         drivers = {name: driver_process(args, *ports[name], outputs[name]) for name in order}
-        reports = {}
-        for name, driver in drivers.items():
-            if driver.wait(args.warmup + args.duration + 180) != 0:
-                raise SystemExit(f"{name} driver failed:\n{outputs[name].read_text()[-3000:]}")
-            reports[name] = json.loads(outputs[name].read_text().strip().splitlines()[-1])
+        reports = collect_reports(drivers, outputs, args.warmup + args.duration + 180)
     finally:
         for server in servers.values():
             server.stop()

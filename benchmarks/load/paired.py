@@ -79,6 +79,18 @@ def wait_healthy(port: int, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+def collect_reports(
+    drivers: dict[str, subprocess.Popen[bytes]], outputs: dict[str, Path], timeout: float
+) -> dict[str, Any]:
+    """Wait for each driver; its report (the last line of its output), by name."""
+    reports = {}
+    for name, driver in drivers.items():
+        if driver.wait(timeout) != 0:
+            raise SystemExit(f"{name} driver failed:\n{outputs[name].read_text()[-3000:]}")
+        reports[name] = json.loads(outputs[name].read_text().strip().splitlines()[-1])
+    return reports
+
+
 def pair(
     args: argparse.Namespace, kind: str, workdir: Path, label: str, engine_first: bool
 ) -> dict[str, Any]:
@@ -107,11 +119,7 @@ def pair(
         cpu_start = {name: cpu_seconds(server.process.pid) for name, server in servers.items()}
         time.sleep(max(0.0, started + args.warmup + args.duration - time.monotonic()))
         cpu_end = {name: cpu_seconds(server.process.pid) for name, server in servers.items()}
-        reports = {}
-        for name, driver in drivers.items():
-            if driver.wait(args.warmup + args.duration + 180) != 0:
-                raise SystemExit(f"{name} driver failed:\n{outputs[name].read_text()[-3000:]}")
-            reports[name] = json.loads(outputs[name].read_text().strip().splitlines()[-1])
+        reports = collect_reports(drivers, outputs, args.warmup + args.duration + 180)
     finally:
         for server in servers.values():
             server.stop()

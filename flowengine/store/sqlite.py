@@ -601,13 +601,7 @@ class SQLiteStore:
                 ).fetchone()
                 if held is None:
                     raise self._stale(lock)
-                taken = conn.execute(
-                    "INSERT INTO dedup (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                    "SET expires_at = excluded.expires_at WHERE expires_at <= ?",
-                    (dedup_key, now + self._dedup_ttl, now),
-                )
-                if taken.rowcount != 1:
-                    raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
+                self._take_dedup_key(conn, sid, dedup_key, now)
             if release:  # given up with this write
                 extended = conn.execute(
                     "DELETE FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token)
@@ -670,13 +664,7 @@ class SQLiteStore:
             ).fetchone():
                 return None
             if dedup_key is not None:
-                taken = conn.execute(
-                    "INSERT INTO dedup (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                    "SET expires_at = excluded.expires_at WHERE expires_at <= ?",
-                    (dedup_key, now + self._dedup_ttl, now),
-                )
-                if taken.rowcount != 1:
-                    raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
+                self._take_dedup_key(conn, sid, dedup_key, now)
             lock = self._try_lock(conn, sid, owner, ttl)
             assert lock is not None  # free: read above, in this same write transaction
             self._write_session(
@@ -685,6 +673,16 @@ class SQLiteStore:
             return lock
 
         return await self._transaction(work, write=True)
+
+    def _take_dedup_key(self, conn: sqlite3.Connection, sid: str, dedup_key: str, now: Seconds) -> None:
+        """Take the key (its upsert is the duplicate check); ``DuplicateEventError``, writing nothing, if taken."""
+        taken = conn.execute(
+            "INSERT INTO dedup (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+            "SET expires_at = excluded.expires_at WHERE expires_at <= ?",
+            (dedup_key, now + self._dedup_ttl, now),
+        )
+        if taken.rowcount != 1:
+            raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
 
     def _write_session(
         self,
