@@ -14,6 +14,8 @@ import pytest
 from flowengine.errors import LockTimeoutError, StaleLockError
 from flowengine.store import OutboxEntry, Store
 
+from .locks import unlocked
+
 ROUTE = "call:c-7"
 SID = "call-c-7"
 OTHER = "call-c-8"
@@ -27,15 +29,6 @@ async def _session(
     outbox = [OutboxEntry("1.0", {"op": "speak"})]
     await store.commit(lock, snapshot={"sid": session_id}, outbox=outbox, routes=routes, ended=ended)
     await store.release(lock)
-
-
-async def _unlocked(store: Store, session_id: str) -> bool:
-    try:
-        lock = await store.acquire(session_id, owner="probe", wait=0.01)
-    except LockTimeoutError:
-        return False
-    await store.release(lock)
-    return True
 
 
 class TestBeginRoute:
@@ -56,11 +49,11 @@ class TestBeginRoute:
         assert record == await store.load(SID)
         assert record.snapshot == {"sid": SID}
         assert record.outbox == (OutboxEntry("1.0", {"op": "speak"}),)
-        assert not await _unlocked(store, SID)
-        assert await _unlocked(store, OTHER)
+        assert not await unlocked(store, SID)
+        assert await unlocked(store, OTHER)
         assert await store.commit(lock, snapshot={"n": 2}, done=["1.0"]) == 2
         await store.finish(lock, [])
-        assert await _unlocked(store, SID)
+        assert await unlocked(store, SID)
 
     async def test_its_lock_fences_out_the_previous_holder(self, make_store: StoreFactory) -> None:
         one, two = await make_store(), await make_store()
@@ -123,8 +116,8 @@ class TestBeginRoute:
         assert lock.session_id == OTHER
         assert record is not None
         assert record.snapshot == {"sid": OTHER, "moved": True}
-        assert await _unlocked(store, SID)
-        assert not await _unlocked(store, OTHER)
+        assert await unlocked(store, SID)
+        assert not await unlocked(store, OTHER)
 
     async def test_a_route_moved_to_a_busy_session_waits_for_that_one(self, store: Store) -> None:
         await _session(store, SID, routes=(ROUTE,))
@@ -138,7 +131,7 @@ class TestBeginRoute:
 
         with pytest.raises(LockTimeoutError, match=OTHER):
             await waiter
-        assert await _unlocked(store, SID)
+        assert await unlocked(store, SID)
 
     async def test_a_route_removed_while_waiting_gives_none_and_locks_nothing(self, store: Store) -> None:
         await _session(store, SID, routes=(ROUTE,))
@@ -149,7 +142,7 @@ class TestBeginRoute:
         await store.release(first)
 
         assert await waiter is None
-        assert await _unlocked(store, SID)
+        assert await unlocked(store, SID)
 
     async def test_an_ended_session_within_the_retention_is_begun_with_its_ended_record(
         self, store: Store
@@ -173,7 +166,7 @@ class TestBeginRoute:
 
         assert await store.lookup(ROUTE) is None
         assert await store.begin_route(ROUTE, owner="a") is None
-        assert await _unlocked(store, SID)
+        assert await unlocked(store, SID)
 
     async def test_two_instances_racing_on_one_route_take_turns(self, make_store: StoreFactory) -> None:
         one, two = await make_store(), await make_store()

@@ -12,8 +12,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from flowengine.errors import DuplicateEventError, LockTimeoutError
+from flowengine.errors import DuplicateEventError
 from flowengine.store import Lock, OutboxEntry, Store
+
+from .locks import unlocked
 
 SID = "s-c-1"
 StoreFactory = Callable[..., Awaitable[Store]]
@@ -29,15 +31,6 @@ async def _create(store: Store, owner: str = "a", **changes: object) -> Lock | N
         **changes,
     }
     return await store.create(SID, owner=owner, **options)  # type: ignore[arg-type]
-
-
-async def _lock_is_free(store: Store) -> bool:
-    try:
-        lock = await store.acquire(SID, owner="probe", wait=0.0)
-    except LockTimeoutError:
-        return False
-    await store.release(lock)
-    return True
 
 
 class TestANewSession:
@@ -58,10 +51,10 @@ class TestANewSession:
         lock = await _create(store)
         assert lock is not None
 
-        assert not await _lock_is_free(store)
+        assert not await unlocked(store, SID)
         assert await store.commit(lock, snapshot={"state": "menu"}, done=["1.0", "1.1"]) == 2
         await store.finish(lock, ())
-        assert await _lock_is_free(store)
+        assert await unlocked(store, SID)
 
     async def test_its_lock_fences_the_tokens_handed_out_before(self, make_store: StoreFactory) -> None:
         one, two = await make_store(), await make_store()
@@ -98,7 +91,7 @@ class TestTheLongWayRound:
         assert record is not None
         assert (record.snapshot, record.version) == ({"state": "greet"}, 1)
         assert not await store.seen("another")
-        assert await _lock_is_free(store)
+        assert await unlocked(store, SID)
 
     async def test_when_the_session_ended_within_its_retention(self, store: Store) -> None:
         lock = await _create(store, ended=True, timers_set={})
@@ -130,7 +123,7 @@ class TestTheLongWayRound:
 
         assert await store.load(SID) is None
         assert await store.lookup("call:c-1") is None
-        assert await _lock_is_free(store)
+        assert await unlocked(store, SID)
 
     async def test_when_the_session_is_begun_again_after_its_retention_it_starts_afresh(
         self, make_store: StoreFactory
@@ -158,7 +151,7 @@ async def test_of_two_racing_creates_exactly_one_wins(make_store: StoreFactory) 
 
     [winner] = [lock for lock in results if lock is not None]
     assert results.count(None) == 1
-    assert not await _lock_is_free(one)
+    assert not await unlocked(one, SID)
     assert await one.seen("a") is (winner.owner == "one")
     assert await one.seen("b") is (winner.owner == "two")
 
