@@ -593,15 +593,23 @@ class SQLiteStore:
 
         def work(conn: sqlite3.Connection) -> int:
             # The refusals come first, before anything is written (see _run_batch): a lost lock, then an
-            # event handled already. With a dedup key the lock is only looked at until the key is taken.
+            # event handled already. With a dedup key, one statement takes it only while the lock is held;
+            # when it takes nothing, a second one tells which refusal it was.
             now = self._clock()
             if dedup_key is not None:
-                held = conn.execute(
-                    "SELECT 1 FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token)
-                ).fetchone()
-                if held is None:
-                    raise self._stale(lock)
-                self._take_dedup_key(conn, sid, dedup_key, now)
+                taken = conn.execute(
+                    "INSERT INTO dedup (key, expires_at) SELECT ?, ? WHERE EXISTS "
+                    "(SELECT 1 FROM locks WHERE session_id = ? AND token = ?) "
+                    "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE expires_at <= ?",
+                    (dedup_key, now + self._dedup_ttl, sid, lock.token, now),
+                )
+                if taken.rowcount != 1:
+                    held = conn.execute(
+                        "SELECT 1 FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token)
+                    ).fetchone()
+                    if held is None:
+                        raise self._stale(lock)
+                    raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
             if release:  # given up with this write
                 extended = conn.execute(
                     "DELETE FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token)

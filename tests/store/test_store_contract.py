@@ -221,6 +221,22 @@ class TestLocks:
         await asyncio.sleep(0.1)
         assert await store.commit(lock, snapshot={"late": True}) == 1
 
+    async def test_a_stale_commit_with_a_dedup_key_is_refused_as_stale_and_leaves_the_key(
+        self, make_store: StoreFactory
+    ) -> None:
+        one, two = await make_store(), await make_store()
+        slow = await one.acquire(SID, owner="slow", ttl=0.1)
+        await asyncio.sleep(0.15)
+        fast = await two.acquire(SID, owner="fast", wait=1)
+
+        with pytest.raises(StaleLockError):
+            await one.commit(slow, snapshot={"by": "slow"}, dedup_key="ev-stale")
+        assert not await one.seen("ev-stale")
+        await two.commit(fast, snapshot={"by": "fast"}, dedup_key="ev-stale")
+        with pytest.raises(StaleLockError):  # stale comes first, even when the key is taken too
+            await one.commit(slow, snapshot={"by": "slow"}, dedup_key="ev-stale")
+        await two.release(fast)
+
     async def test_renew_keeps_a_lock_past_its_first_expiry(self, store: Store) -> None:
         lock = await store.acquire(SID, owner="a", ttl=0.2)
         renewed = await store.renew(lock, ttl=5)
