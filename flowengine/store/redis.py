@@ -136,12 +136,13 @@ local ending, retention, dedup_ttl, has_dedup = ARGV[5] == '1', tonumber(ARGV[6]
 local creating = token == ''
 if creating then
     if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[13]) == 1 then return -3 end
-    if has_dedup and redis.call('EXISTS', KEYS[11]) == 1 then return -2 end
+elseif redis.call('GET', KEYS[1]) ~= token then
+    return -1
+end
+if has_dedup and redis.call('EXISTS', KEYS[11]) == 1 then return -2 end
+if creating then
     token = tostring(redis.call('INCR', KEYS[14]))
     redis.call('SET', KEYS[1], token)
-else
-    if redis.call('GET', KEYS[1]) ~= token then return -1 end
-    if has_dedup and redis.call('EXISTS', KEYS[11]) == 1 then return -2 end
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
