@@ -1,8 +1,11 @@
-"""Callback latency of two source trees at the same moderate load, side by side on one core.
+"""Callback latency and CPU per callback of two source trees at the same load, side by side on one core.
 
 For judging a change on a machine whose speed swings within minutes: both engines run at the same time,
 pinned to core 0, each offered ``--rate`` callbacks/s by its own driver on core 1, so whatever the machine does
-during the window it does to both. The tree to compare with is a checkout of the older code (``git worktree
+during the window it does to both. With ``--rate 0`` each is driven as fast as it answers (the ``max``
+phase's load), and CPU per callback (each server's CPU seconds in the window, from ``/proc``, over the
+callbacks it answered in it) is the figure to read: a CPU-bound server alone on the core answers
+1 / (CPU per callback) callbacks per second. The tree to compare with is a checkout of the older code (``git worktree
 add /tmp/before <commit>``); the engine then runs with ``PYTHONPATH`` pointing at it.
 
 Which server starts first matters: with the same tree in both places, the second one's median latency
@@ -32,7 +35,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from paired import collect_reports, wait_healthy  # noqa: E402
-from run import ROOT, Server, clear_redis, engine_argv, free_port, store_url  # noqa: E402
+from run import ROOT, Server, clear_redis, cpu_seconds, engine_argv, free_port, store_url  # noqa: E402
+
+RATIOS = ("p50_ms", "p99_ms", "cpu_us_per_callback")
 
 
 def driver_process(args: argparse.Namespace, port: int, standin: int, out: Path) -> subprocess.Popen[bytes]:
@@ -64,6 +69,11 @@ def one_pair(args: argparse.Namespace, workdir: Path, label: str, order: list[st
             wait_healthy(ports[name][0])
         outputs = {name: workdir / f"{label}-{name}.driver.json" for name in order}
         drivers = {name: driver_process(args, *ports[name], outputs[name]) for name in order}
+        started = time.monotonic()
+        time.sleep(max(0.0, started + args.warmup - time.monotonic()))
+        cpu_start = {name: cpu_seconds(server.process.pid) for name, server in servers.items()}
+        time.sleep(max(0.0, started + args.warmup + args.duration - time.monotonic()))
+        cpu_end = {name: cpu_seconds(server.process.pid) for name, server in servers.items()}
         reports = collect_reports(drivers, outputs, args.warmup + args.duration + 180)
     finally:
         for server in servers.values():
@@ -72,7 +82,12 @@ def one_pair(args: argparse.Namespace, workdir: Path, label: str, order: list[st
             for url in urls.values():
                 clear_redis(url.partition("prefix=")[2])
     return {
-        name: {key: report[key] for key in ("events_per_s", "p50_ms", "p99_ms", "max_ms", "by_type")}
+        name: {
+            **{key: report[key] for key in ("events_per_s", "p50_ms", "p99_ms", "max_ms", "by_type")},
+            "cpu_us_per_callback": round(
+                (cpu_end[name] - cpu_start[name]) / max(report["events"], 1) * 1e6, 1
+            ),
+        }
         for name, report in reports.items()
     }
 
@@ -81,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", required=True, help="a checkout of the code to compare with")
     parser.add_argument("--store", default="sqlite", choices=["memory", "sqlite", "redis"])
-    parser.add_argument("--rate", type=float, default=350.0, help="callbacks/s offered to each engine")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=350.0,
+        help="callbacks/s offered to each engine (0: as fast as answered)",
+    )
     parser.add_argument("--concurrency", type=int, default=1_000)
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--warmup", type=float, default=15.0)
@@ -103,16 +123,17 @@ def main(argv: list[str] | None = None) -> int:
             }
             ratios = {
                 key: math.sqrt(math.prod(p["after"][key] / p["before"][key] for p in pairs.values()))
-                for key in ("p50_ms", "p99_ms")
+                for key in RATIOS
             }
             results["couples"].append({"pairs": pairs, "after_over_before": ratios})
             print(
-                f"  couple {couple}: after/before p50 {ratios['p50_ms']:.3f}, p99 {ratios['p99_ms']:.3f}",
+                f"  couple {couple}: after/before p50 {ratios['p50_ms']:.3f}, p99 {ratios['p99_ms']:.3f}, "
+                f"CPU per callback {ratios['cpu_us_per_callback']:.3f}",
                 file=sys.stderr,
                 flush=True,
             )
             time.sleep(1)
-    for key in ("p50_ms", "p99_ms"):
+    for key in RATIOS:
         results[f"median_after_over_before_{key}"] = statistics.median(
             c["after_over_before"][key] for c in results["couples"]
         )

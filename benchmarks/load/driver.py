@@ -55,7 +55,6 @@ from fasthttp import ClientConnection, HTTPError, post_request, response, serve
 USER = "u-bench"
 OURS = "+19195551000"
 SALES = "+19195552001"
-TIME = "2024-05-01T12:00:00.000Z"
 OK = response(200, "OK")
 _SCRIPTS: tuple[tuple[str, ...], ...] = (
     ("1",),
@@ -103,6 +102,20 @@ def _summary(latencies: list[float]) -> dict[str, float]:
     }
 
 
+_stamp: list[Any] = [-1, ""]  # the last millisecond formatted, and its text
+
+
+def event_time() -> str:
+    """Now, as the API writes an event's ``time`` (``2012-11-14T16:21:59.616Z``): the engine's dedup keys
+    start with it, so the events must carry real, advancing times as the API's do."""
+    now_ms = time.time_ns() // 1_000_000
+    if now_ms != _stamp[0]:
+        seconds, ms = divmod(now_ms, 1000)
+        _stamp[0] = now_ms
+        _stamp[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
+    return str(_stamp[1])
+
+
 def _uri(call_id: str) -> str:
     return f"https://api.catapult.inetwork.com/v1/users/{USER}/calls/{call_id}"
 
@@ -117,7 +130,7 @@ def incoming(call: Call) -> bytes:
             "callUri": _uri(call.caller),
             "callState": "active",
             "applicationId": "a-bench",
-            "time": TIME,
+            "time": event_time(),
         }
     )
 
@@ -131,7 +144,7 @@ def speak_done(call_id: str, tag: str) -> bytes:
             "callId": call_id,
             "callUri": _uri(call_id),
             "tag": tag,
-            "time": TIME,
+            "time": event_time(),
         }
     )
 
@@ -146,7 +159,7 @@ def gathered(call_id: str, gather_id: str, tag: str, digits: str) -> bytes:
             "callId": call_id,
             "gatherId": gather_id,
             "tag": tag,
-            "time": TIME,
+            "time": event_time(),
         }
     )
 
@@ -161,7 +174,7 @@ def answered(call_id: str, tag: str, from_: str, to: str) -> bytes:
             "callUri": _uri(call_id),
             "callState": "active",
             "tag": tag,
-            "time": TIME,
+            "time": event_time(),
         }
     )
 
@@ -174,7 +187,7 @@ def hung_up(call_id: str, tag: str | None, from_: str, to: str) -> bytes:
         "callId": call_id,
         "callUri": _uri(call_id),
         "cause": "NORMAL_CLEARING",
-        "time": TIME,
+        "time": event_time(),
     }
     if tag is not None:
         data["tag"] = tag

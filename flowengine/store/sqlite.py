@@ -48,6 +48,7 @@ from flowengine.store.base import (
     DEFAULT_LOCK_WAIT,
     DEFAULT_RETENTION,
     DEFAULT_TIMER_LEASE,
+    EXTEND_BELOW,
     Lock,
     OutboxEntry,
     PendingOutbox,
@@ -593,34 +594,23 @@ class SQLiteStore:
 
         def work(conn: sqlite3.Connection) -> int:
             # The refusals come first, before anything is written (see _run_batch): a lost lock, then an
-            # event handled already. With a dedup key, one statement takes it only while the lock is held;
-            # when it takes nothing, a second one tells which refusal it was.
+            # event handled already (the dedup key's upsert is that check).
             now = self._clock()
+            held = conn.execute(
+                "SELECT expires_at FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token)
+            ).fetchone()
+            if held is None:
+                raise self._stale(lock)
             if dedup_key is not None:
-                taken = conn.execute(
-                    "INSERT INTO dedup (key, expires_at) SELECT ?, ? WHERE EXISTS "
-                    "(SELECT 1 FROM locks WHERE session_id = ? AND token = ?) "
-                    "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE expires_at <= ?",
-                    (dedup_key, now + self._dedup_ttl, sid, lock.token, now),
-                )
-                if taken.rowcount != 1:
-                    held = conn.execute(
-                        "SELECT 1 FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token)
-                    ).fetchone()
-                    if held is None:
-                        raise self._stale(lock)
-                    raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
+                self._take_dedup_key(conn, sid, dedup_key, now)
             if release:  # given up with this write
-                extended = conn.execute(
-                    "DELETE FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token)
-                )
-            else:
-                extended = conn.execute(
+                conn.execute("DELETE FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token))
+            elif held[0] < now + lock.ttl * EXTEND_BELOW:
+                # A lock taken or extended moments ago is left alone: its page is not written again.
+                conn.execute(
                     "UPDATE locks SET expires_at = ? WHERE session_id = ? AND token = ?",
                     (now + lock.ttl, sid, lock.token),
                 )
-            if extended.rowcount != 1:  # without a dedup key: nothing written yet
-                raise self._stale(lock)
             return self._write_session(
                 conn,
                 sid,

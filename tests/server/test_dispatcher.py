@@ -4,8 +4,10 @@ timers firing once across instances, the store round trips an event costs and th
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -14,9 +16,11 @@ from aiohttp.test_utils import TestServer
 
 from flowengine.catapult.client import CatapultClient
 from flowengine.errors import StoreError
+from flowengine.server import dispatcher as dispatcher_module
 from flowengine.server.dispatcher import Dispatcher
 from flowengine.server.metrics import Metrics
 from flowengine.store import Lock, MemoryBackend, MemoryStore, OutboxEntry
+from flowengine.store.base import DEFAULT_LOCK_TTL, EXTEND_BELOW
 
 from .support import USER, EchoRuntime, FakeAPI, dtmf, fake_loader, incoming, rest
 
@@ -236,6 +240,10 @@ class RecordingStore(MemoryStore):
     async def commit(self, lock: Lock, **changes: Any) -> int:
         self.calls.append(("commit", list(changes.get("done", ()))))
         return await super().commit(lock, **changes)
+
+    async def renew(self, lock: Lock, **options: Any) -> Lock:
+        self.calls.append(("renew", []))
+        return await super().renew(lock, **options)
 
     async def mark_done(self, session_id: str, outbox_ids: Any) -> None:
         ids = list(outbox_ids)
@@ -468,3 +476,36 @@ class TestTheLastWriteIsNotWaitedFor:
         assert not closing.done()
         store.gate.set_result(None)
         await asyncio.wait_for(closing, 2)
+
+
+class TestLockRenewal:
+    """A commit may leave a lock with only ``EXTEND_BELOW`` of its ttl; executions renew it in time."""
+
+    async def test_an_execution_renews_the_lock_before_less_than_two_thirds_could_be_left(
+        self, make_dispatcher: MakeDispatcher, backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        dispatcher = make_dispatcher("a")
+        store = _recording(dispatcher, backend)
+        now = [1000.0]
+        fake_time = SimpleNamespace(
+            monotonic=lambda: now[0], perf_counter=time.perf_counter, time=time.time, time_ns=time.time_ns
+        )
+        monkeypatch.setattr(dispatcher_module, "time", fake_time)
+        original = dispatcher.client.execute
+        # Each request takes 30% of the ttl: the second entry would start with 60% of it left at worst.
+        step = DEFAULT_LOCK_TTL * 0.3
+        assert EXTEND_BELOW - 0.3 < 2 / 3
+
+        async def slow(method: str, path: str, body: Any, **options: Any) -> Any:
+            now[0] += step
+            return await original(method, path, body, **options)
+
+        dispatcher.client.execute = slow  # type: ignore[method-assign]
+
+        assert (await dispatcher.callback(incoming("c-r"))).status == "started"
+        await _settle(lambda: "finish" in store.names())
+
+        names = store.names()
+        assert names[:2] == ["begin_route", "create"]
+        assert names.index("renew") < names.index("finish")
+        assert names.count("renew") == 1
