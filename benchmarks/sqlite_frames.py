@@ -35,7 +35,11 @@ from flowengine.store import OutboxEntry
 from flowengine.store.sqlite import SQLiteStore
 from flowengine.typing import JSONObject
 
-_SNAPSHOT: JSONObject = {"state": "main_menu", "vars": {"pad": "x" * 700}, "counters": {"main_menu.noinput": 1}}
+_SNAPSHOT: JSONObject = {
+    "state": "main_menu",
+    "vars": {"pad": "x" * 700},
+    "counters": {"main_menu.noinput": 1},
+}
 _FRAME = 24  # a frame's header; the page follows it
 
 
