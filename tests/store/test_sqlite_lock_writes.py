@@ -4,6 +4,7 @@ a callback's commit, milliseconds after its lock was taken, leaves the row (and 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,47 +26,50 @@ async def _expiry(store: SQLiteStore, session_id: str) -> float:
     return await store._transaction(read, write=False)
 
 
-async def test_a_commit_soon_after_the_lock_was_taken_does_not_write_the_lock(tmp_path: Path) -> None:
-    now = [1000.0]
-    store = await SQLiteStore.open(str(tmp_path / "state.db"), clock=lambda: now[0])
-    try:
-        lock = await store.acquire("s-1", owner="a", ttl=TTL)
-        now[0] += TTL * (1 - EXTEND_BELOW) / 2  # more than EXTEND_BELOW of the ttl is left
+class Clocked:
+    """A SQLite store on a clock the test moves (``now``)."""
 
-        await store.commit(lock, snapshot={"n": 1}, dedup_key="cb:1")
-        await store.commit(lock, snapshot={"n": 2})
-
-        assert await _expiry(store, "s-1") == 1000.0 + TTL
-    finally:
-        await store.close()
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.store: SQLiteStore
 
 
-async def test_a_commit_extends_a_lock_with_less_than_extend_below_left(tmp_path: Path) -> None:
-    now = [1000.0]
-    store = await SQLiteStore.open(str(tmp_path / "state.db"), clock=lambda: now[0])
-    try:
-        lock = await store.acquire("s-1", owner="a", ttl=TTL)
-        now[0] += TTL * (1 - EXTEND_BELOW) * 2
-
-        await store.commit(lock, snapshot={"n": 1})
-
-        assert await _expiry(store, "s-1") == now[0] + TTL
-    finally:
-        await store.close()
+@pytest.fixture
+async def clocked(tmp_path: Path) -> AsyncIterator[Clocked]:
+    clocked = Clocked()
+    clocked.store = await SQLiteStore.open(str(tmp_path / "state.db"), clock=lambda: clocked.now)
+    yield clocked
+    await clocked.store.close()
 
 
-async def test_a_commit_that_leaves_the_lock_alone_still_refuses_a_stale_token(tmp_path: Path) -> None:
-    now = [1000.0]
-    store = await SQLiteStore.open(str(tmp_path / "state.db"), clock=lambda: now[0])
-    try:
-        old = await store.acquire("s-1", owner="a", ttl=TTL)
-        now[0] += TTL + 1  # expired: another owner takes the session
-        await store.acquire("s-1", owner="b", ttl=TTL)
+async def test_a_commit_soon_after_the_lock_was_taken_does_not_write_the_lock(clocked: Clocked) -> None:
+    store = clocked.store
+    lock = await store.acquire("s-1", owner="a", ttl=TTL)
+    clocked.now += TTL * (1 - EXTEND_BELOW) / 2  # more than EXTEND_BELOW of the ttl is left
 
-        with pytest.raises(StaleLockError):
-            await store.commit(old, snapshot={"n": 1}, dedup_key="cb:1")
-        with pytest.raises(StaleLockError):
-            await store.commit(old, snapshot={"n": 1})
-        assert not await store.seen("cb:1")
-    finally:
-        await store.close()
+    await store.commit(lock, snapshot={"n": 1}, dedup_key="cb:1")
+    await store.commit(lock, snapshot={"n": 2})
+
+    assert await _expiry(store, "s-1") == 1000.0 + TTL
+
+
+async def test_a_commit_extends_a_lock_with_less_than_extend_below_left(clocked: Clocked) -> None:
+    lock = await clocked.store.acquire("s-1", owner="a", ttl=TTL)
+    clocked.now += TTL * (1 - EXTEND_BELOW) * 2
+
+    await clocked.store.commit(lock, snapshot={"n": 1})
+
+    assert await _expiry(clocked.store, "s-1") == clocked.now + TTL
+
+
+async def test_a_commit_that_leaves_the_lock_alone_still_refuses_a_stale_token(clocked: Clocked) -> None:
+    store = clocked.store
+    old = await store.acquire("s-1", owner="a", ttl=TTL)
+    clocked.now += TTL + 1  # expired: another owner takes the session
+    await store.acquire("s-1", owner="b", ttl=TTL)
+
+    with pytest.raises(StaleLockError):
+        await store.commit(old, snapshot={"n": 1}, dedup_key="cb:1")
+    with pytest.raises(StaleLockError):
+        await store.commit(old, snapshot={"n": 1})
+    assert not await store.seen("cb:1")
