@@ -211,14 +211,17 @@ def phase(
 
 
 def summary(report: dict[str, Any]) -> str:
-    gc = report.get("gc", {}).get("max_ms", "?")
+    stats = report.get("gc", {})
+    gc = f"{stats.get('max_ms', '?')} ms"
+    if "startup" in stats:  # flowengine serve's collection of start-up's objects, before it freezes them
+        gc += f" (start-up {stats['startup']['max_ms']} ms)"
     mem = report.get("server_mib", {})
     if report["mode"] == "idle":
-        return f"{report.get('idle_sessions')} idle sessions, RSS {mem.get('VmRSS')} MiB, GC max {gc} ms"
+        return f"{report.get('idle_sessions')} idle sessions, RSS {mem.get('VmRSS')} MiB, GC max {gc}"
     return (
         f"{report['events_per_s']:,.0f} callbacks/s, p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms, "
         f"max {report['max_ms']} ms, REST {report['rest_ops_per_s']:,.0f}/s, RSS {mem.get('VmRSS')} MiB "
-        f"(peak {mem.get('VmHWM')}), GC max {gc} ms, answers {report['answers']}, cpu {report.get('cpu')}"
+        f"(peak {mem.get('VmHWM')}), GC max {gc}, answers {report['answers']}, cpu {report.get('cpu')}"
     )
 
 

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.gc_stats:
         import gcstats
 
-        gcstats.install(args.gc_stats)
+        gcstats.install(args.gc_stats, startup_until_freeze=True)
     from flowengine.cli import main as flowengine_main
 
     return flowengine_main(["serve", *rest])
