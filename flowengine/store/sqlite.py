@@ -149,6 +149,10 @@ class SQLiteStore:
         # connection.
         self._checkpointer = Checkpointer(path, interval=checkpoint_interval)
         self._lock_cursor = 0  # the rowid where the next purge resumes its walk of the locks (worker thread)
+        # The fencing counter within the current write transaction (worker thread): read from ``meta`` by
+        # the transaction's first lock taken, advanced in memory by each, written back once before COMMIT.
+        self._fence_read: int | None = None
+        self._fence = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowengine-sqlite")
         self._closed = False
         # Event loop thread only: jobs waiting for the worker, and whether a batch of them is running.
@@ -239,8 +243,10 @@ class SQLiteStore:
         when it raises. SQLite's own errors propagate for the caller to turn into ``StoreError``."""
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        self._fence_read = None
         try:
             result = body(conn)
+            self._write_fence(conn)
         except BaseException:
             try:
                 conn.execute("ROLLBACK")
@@ -251,6 +257,11 @@ class SQLiteStore:
         if write:
             self._checkpointer.written = True
         return result
+
+    def _write_fence(self, conn: sqlite3.Connection) -> None:
+        """Store the fencing counter if locks were taken in this transaction (see ``_try_lock``)."""
+        if self._fence_read is not None and self._fence != self._fence_read:
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'fence'", (self._fence,))
 
     def _run(self, work: Callable[[sqlite3.Connection], T], write: bool) -> T:
         try:
@@ -456,22 +467,26 @@ class SQLiteStore:
     def _try_lock(self, conn: sqlite3.Connection, session_id: str, owner: str, ttl: Seconds) -> Lock | None:
         """Take the lock if it is free, released or expired, with the next fencing token; None when busy.
 
-        One statement when busy (which writes nothing), two when taken: the lock row, then the fence.
+        One statement (an upsert that writes nothing when busy), plus the fence's read for the first lock
+        of a transaction. No ``RETURNING``: SQLite builds a temporary table for each statement that has
+        one. The fence itself is written once per transaction (``_atomically``).
         """
         now = self._clock()
+        if self._fence_read is None:
+            [(fence,)] = conn.execute("SELECT value FROM meta WHERE name = 'fence'").fetchall()
+            self._fence_read = self._fence = int(fence)
+        token = self._fence + 1
         taken = conn.execute(
-            "INSERT INTO locks (session_id, owner, token, expires_at) "
-            "VALUES (?, ?, (SELECT value + 1 FROM meta WHERE name = 'fence'), ?) "
+            "INSERT INTO locks (session_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (session_id) DO UPDATE "
             "SET owner = excluded.owner, token = excluded.token, expires_at = excluded.expires_at "
-            "WHERE locks.expires_at <= ? RETURNING token",
-            (session_id, owner, now + ttl, now),
-        ).fetchall()
-        if not taken:
+            "WHERE locks.expires_at <= ?",
+            (session_id, owner, token, now + ttl, now),
+        )
+        if taken.rowcount != 1:
             return None
-        [(token,)] = taken
-        conn.execute("UPDATE meta SET value = ? WHERE name = 'fence'", (token,))
-        return Lock(session_id, owner, int(token), ttl)
+        self._fence = token
+        return Lock(session_id, owner, token, ttl)
 
     @staticmethod
     def _stale(lock: Lock) -> StaleLockError:
@@ -596,8 +611,13 @@ class SQLiteStore:
             # The refusals come first, before anything is written (see _run_batch): a lost lock, then an
             # event handled already (the dedup key's upsert is that check).
             now = self._clock()
+            # The lock and the session's version in one read, so that the session's update below needs no
+            # ``RETURNING`` (SQLite builds a temporary table for each statement that has one).
             held = conn.execute(
-                "SELECT expires_at FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token)
+                "SELECT l.expires_at, s.version, s.ended_at FROM locks l LEFT JOIN sessions s "
+                f"ON s.id = l.session_id AND {_VISIBLE} "
+                "WHERE l.session_id = ? AND l.token = ?",
+                (now - self._retention, sid, lock.token),
             ).fetchone()
             if held is None:
                 raise self._stale(lock)
@@ -623,6 +643,7 @@ class SQLiteStore:
                 unroute_rows,
                 cancel_rows,
                 set_rows,
+                current=None if held[1] is None else (int(held[1]), held[2]),
             )
 
         return await self._transaction(work, write=True)
@@ -666,7 +687,7 @@ class SQLiteStore:
             lock = self._try_lock(conn, sid, owner, ttl)
             assert lock is not None  # free: read above, in this same write transaction
             self._write_session(
-                conn, sid, now, stored, ended, [], entries, route_rows, [], [], set_rows, new=True
+                conn, sid, now, stored, ended, [], entries, route_rows, [], [], set_rows, current=None
             )
             return lock
 
@@ -696,27 +717,24 @@ class SQLiteStore:
         cancel_rows: list[tuple[str, str]],
         set_rows: list[tuple[str, str, float, float]],
         *,
-        new: bool = False,
+        current: tuple[int, Seconds | None] | None,
     ) -> int:
         """A commit's writes once its lock and dedup key are settled; the session's new version.
 
-        ``new``: the session is known not to be visible (``create``), so it is written afresh at once.
+        ``current``: the (version, ended_at) of the session if it is visible, read in this transaction;
+        None writes it afresh (new, or ended beyond the retention and not purged yet).
         """
-        updated = (
-            []
-            if new
-            else conn.execute(
-                "UPDATE sessions SET snapshot = ?, version = version + 1, updated_at = ?, "
-                f"ended_at = COALESCE(ended_at, ?) WHERE id = ? AND {_VISIBLE} RETURNING version, ended_at",
-                (stored, now, now if ended else None, sid, now - self._retention),
-            ).fetchall()
-        )
-        if updated:
-            [(version, ended_at)] = updated
+        if current is not None:
+            version, ended_at = current[0] + 1, current[1]
+            if ended_at is None and ended:
+                ended_at = now
+            conn.execute(
+                "UPDATE sessions SET snapshot = ?, version = ?, updated_at = ?, ended_at = ? WHERE id = ?",
+                (stored, version, now, ended_at, sid),
+            )
             if done_rows:
                 conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", done_rows)
         else:
-            # New, or ended beyond the retention and not purged yet: start afresh.
             version, ended_at = 1, now if ended else None
             conn.execute("DELETE FROM outbox WHERE session_id = ?", (sid,))
             conn.execute(

@@ -1,0 +1,135 @@
+"""The SQLite store's callback path runs no ``RETURNING`` statement (SQLite builds a temporary table for
+each), and its fencing counter is written once per transaction however many locks the transaction takes;
+the tokens stay unique and growing, within a batch and across instances sharing the file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from flowengine.store.sqlite import SQLiteStore
+
+
+async def _trace(store: SQLiteStore, statements: list[str] | None) -> None:
+    """Record every statement the store's connection runs into ``statements`` (None: stop recording)."""
+
+    def install(conn: sqlite3.Connection) -> None:
+        conn.set_trace_callback(None if statements is None else statements.append)
+
+    await store._transaction(install, write=False)
+
+
+async def _fence(store: SQLiteStore) -> int:
+    def read(conn: sqlite3.Connection) -> int:
+        [(value,)] = conn.execute("SELECT value FROM meta WHERE name = 'fence'").fetchall()
+        return int(value)
+
+    return await store._transaction(read, write=False)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = await SQLiteStore.open(str(tmp_path / "state.db"))
+    yield store
+    await store.close()
+
+
+async def test_a_callbacks_store_operations_run_no_returning_statement(store: SQLiteStore) -> None:
+    first = await store.create("s-1", owner="a", snapshot={"n": 0}, routes=["call:c-1"], dedup_key="cb:0")
+    assert first is not None
+    await store.finish(first, [])
+    statements: list[str] = []
+    await _trace(store, statements)
+
+    found = await store.begin_route("call:c-1", owner="a")
+    assert found is not None
+    _, lock, record = found
+    assert record is not None and record.version == 1
+    version = await store.commit(lock, snapshot={"n": 1}, routes=["call:c-1"], dedup_key="cb:1")
+    await store.finish(lock, [])
+    await _trace(store, None)
+
+    assert version == 2
+    assert statements, "the trace recorded nothing"
+    assert [sql for sql in statements if "RETURNING" in sql.upper()] == []
+
+
+async def test_a_commit_still_returns_the_next_version_and_keeps_the_end(store: SQLiteStore) -> None:
+    lock = await store.acquire("s-1", owner="a")
+    assert await store.commit(lock, snapshot={"n": 1}) == 1
+    assert await store.commit(lock, snapshot={"n": 2}, ended=True) == 2
+    ended = await store.load("s-1")
+    assert ended is not None and ended.ended_at is not None
+    assert await store.commit(lock, snapshot={"n": 3}) == 3
+    again = await store.load("s-1")
+    assert again is not None and again.ended_at == ended.ended_at  # the first end is kept
+
+
+async def test_locks_taken_in_one_batch_write_the_fence_once_each_transaction(store: SQLiteStore) -> None:
+    statements: list[str] = []
+    await _trace(store, statements)
+    before = await _fence(store)
+
+    # The first acquisition runs alone; the nine asked for meanwhile are queued and run as one batch.
+    locks = await asyncio.gather(*(store.acquire(f"s-{n}", owner="a") for n in range(10)))
+    await _trace(store, None)
+
+    tokens = [lock.token for lock in locks]
+    assert tokens == list(range(before + 1, before + 11))  # in the order asked, none skipped
+    assert await _fence(store) == before + 10
+    transactions = sum(1 for sql in statements if sql.upper().startswith("BEGIN IMMEDIATE"))
+    fence_writes = sum(1 for sql in statements if sql.upper().startswith("UPDATE META"))
+    assert transactions < 10  # they were batched
+    assert fence_writes == transactions
+
+
+async def test_a_busy_lock_does_not_move_the_fence(store: SQLiteStore) -> None:
+    held = await store.acquire("s-1", owner="a", ttl=30)
+    before = await _fence(store)
+    statements: list[str] = []
+    await _trace(store, statements)
+
+    with pytest.raises(Exception, match="s-1"):
+        await store.acquire("s-1", owner="b", wait=0.05)
+    await _trace(store, None)
+
+    assert await _fence(store) == before
+    assert not [sql for sql in statements if sql.upper().startswith("UPDATE META")]
+    await store.release(held)
+    assert (await store.acquire("s-1", owner="b")).token == before + 1
+
+
+async def test_instances_sharing_the_file_hand_out_tokens_that_keep_growing(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    one, two = await SQLiteStore.open(path), await SQLiteStore.open(path)
+    try:
+        tokens: list[int] = []
+        for round_ in range(3):
+            for store in (one, two):
+                locks = await asyncio.gather(
+                    *(store.acquire(f"s-{round_}-{id(store)}-{n}", owner="x") for n in range(4))
+                )
+                tokens.extend(lock.token for lock in locks)
+        assert tokens == sorted(tokens)
+        assert len(set(tokens)) == len(tokens)
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_a_failed_batch_leaves_the_fence_as_it_was(store: SQLiteStore) -> None:
+    before = await _fence(store)
+
+    def take_then_fail(conn: sqlite3.Connection) -> None:
+        assert store._try_lock(conn, "s-1", "a", 30.0) is not None
+        raise RuntimeError("failed after taking the lock")
+
+    with pytest.raises(Exception, match="failed after taking the lock"):
+        await store._transaction(take_then_fail, write=True)
+
+    assert await _fence(store) == before
+    assert (await store.acquire("s-1", owner="b")).token == before + 1
