@@ -1,13 +1,15 @@
 """The SQLite store's callback path runs no ``RETURNING`` statement (SQLite builds a temporary table for
-each), and its fencing counter is written once per transaction however many locks the transaction takes;
+each) and binds no value that ``sqlite3`` must adapt first (bytes, None), and its fencing counter is written once per transaction however many locks the transaction takes;
 the tokens stay unique and growing, within a batch and across instances sharing the file."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,7 +50,8 @@ async def test_a_callbacks_store_operations_run_no_returning_statement(store: SQ
     found = await store.begin_route("call:c-1", owner="a")
     assert found is not None
     _, lock, record = found
-    assert record is not None and record.version == 1
+    assert record is not None
+    assert record.version == 1
     version = await store.commit(lock, snapshot={"n": 1}, routes=["call:c-1"], dedup_key="cb:1")
     await store.finish(lock, [])
     await _trace(store, None)
@@ -63,10 +66,12 @@ async def test_a_commit_still_returns_the_next_version_and_keeps_the_end(store: 
     assert await store.commit(lock, snapshot={"n": 1}) == 1
     assert await store.commit(lock, snapshot={"n": 2}, ended=True) == 2
     ended = await store.load("s-1")
-    assert ended is not None and ended.ended_at is not None
+    assert ended is not None
+    assert ended.ended_at is not None
     assert await store.commit(lock, snapshot={"n": 3}) == 3
     again = await store.load("s-1")
-    assert again is not None and again.ended_at == ended.ended_at  # the first end is kept
+    assert again is not None
+    assert again.ended_at == ended.ended_at
 
 
 async def test_locks_taken_in_one_batch_write_the_fence_once_each_transaction(store: SQLiteStore) -> None:
@@ -133,3 +138,53 @@ async def test_a_failed_batch_leaves_the_fence_as_it_was(store: SQLiteStore) -> 
 
     assert await _fence(store) == before
     assert (await store.acquire("s-1", owner="b")).token == before + 1
+
+
+@pytest.fixture
+def adapted() -> Iterator[Counter[str]]:
+    """Count the values ``sqlite3`` had to adapt before binding them (bytes and None; it binds str, int,
+    float and bytearray at once), by registering counting adapters that return the value unchanged."""
+    counts: Counter[str] = Counter()
+
+    def count(value: Any) -> Any:
+        counts[type(value).__name__] += 1
+        return value
+
+    kinds = (bytes, type(None))
+    for kind in kinds:
+        sqlite3.register_adapter(kind, count)
+    try:
+        yield counts
+    finally:
+        for kind in kinds:
+            del sqlite3.adapters[(kind, sqlite3.PrepareProtocol)]
+
+
+async def test_a_callbacks_store_operations_bind_nothing_sqlite_must_adapt(
+    store: SQLiteStore, adapted: Counter[str]
+) -> None:
+    snapshot = b'{"n":0}'  # the runtime hands its snapshots over as encoded JSON
+    first = await store.create("s-1", owner="a", snapshot=snapshot, routes=["call:c-1"], dedup_key="cb:0")
+    assert first is not None
+    await store.finish(first, [])
+    found = await store.begin_route("call:c-1", owner="a")
+    assert found is not None
+    _, lock, _ = found
+    await store.commit(lock, snapshot=b'{"n":1}', dedup_key="cb:1")
+    await store.finish(lock, [])
+
+    assert adapted == Counter()
+
+
+async def test_a_snapshot_given_as_bytes_is_kept_as_a_blob_and_read_back_as_bytes(store: SQLiteStore) -> None:
+    lock = await store.acquire("s-1", owner="a")
+    await store.commit(lock, snapshot=b'{"n":1}')
+
+    def stored(conn: sqlite3.Connection) -> tuple[str, object]:
+        [(kind, value)] = conn.execute("SELECT typeof(snapshot), snapshot FROM sessions").fetchall()
+        return str(kind), value
+
+    assert await store._transaction(stored, write=False) == ("blob", b'{"n":1}')
+    record = await store.load("s-1")
+    assert record is not None
+    assert record.snapshot == {"n": 1}

@@ -55,6 +55,25 @@ class TestBeginRoute:
         await store.finish(lock, [])
         assert await unlocked(store, SID)
 
+    async def test_the_record_holds_every_pending_entry_in_order(self, store: Store) -> None:
+        lock = await store.acquire(SID, owner="setup")
+        first = [OutboxEntry(f"1.{n}", {"op": "speak", "n": n}) for n in range(3)]
+        await store.commit(lock, snapshot={"n": 1}, outbox=first, routes=(ROUTE,))
+        # An entry queued again with a pending id is replaced and moves to the end.
+        await store.commit(lock, snapshot={"n": 2}, outbox=[OutboxEntry("1.0", {"op": "play"})])
+        await store.release(lock)
+
+        found = await store.begin_route(ROUTE, owner="a")
+
+        assert found is not None
+        _, lock, record = found
+        assert record is not None
+        assert [entry.id for entry in record.outbox] == ["1.1", "1.2", "1.0"]
+        assert record.outbox[2].command == {"op": "play"}
+        assert record.snapshot == {"n": 2}
+        await store.release(lock)
+        assert record == await store.load(SID)
+
     async def test_its_lock_fences_out_the_previous_holder(self, make_store: StoreFactory) -> None:
         one, two = await make_store(), await make_store()
         await _session(one, SID, routes=(ROUTE,))
