@@ -107,6 +107,8 @@ def configure_logging(
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write per line (``print`` writes the line and its newline apart: two system calls on a
+        # stream that writes through, as stderr does when it is a file or a pipe).
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=cache,
     )

@@ -1,4 +1,5 @@
-"""The server's log lines: JSON with level, event and an ISO 8601 UTC timestamp; exceptions rendered."""
+"""The server's log lines: JSON with level, event and an ISO 8601 UTC timestamp; exceptions rendered; one
+write per line."""
 
 from __future__ import annotations
 
@@ -67,3 +68,28 @@ def test_an_exception_is_rendered_into_the_line(stream: io.StringIO) -> None:
     assert line["level"] == "error"
     assert "RuntimeError: the store broke" in str(line["exception"])
     assert "exc_info" not in line
+
+
+class _Writes(io.StringIO):
+    """A stream that records each ``write`` call (each is a system call on a stream that writes through)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+def test_each_line_is_one_write_with_its_newline() -> None:
+    out = _Writes()
+    logs.configure_logging("json", "info", out)
+    try:
+        structlog.get_logger("test").info("session.started", session_id="s-1")
+        structlog.get_logger("test").info("session.ended", session_id="s-1")
+    finally:
+        structlog.reset_defaults()
+
+    assert len(out.calls) == 2
+    assert all(call.endswith("}\n") and call.count("\n") == 1 for call in out.calls)
