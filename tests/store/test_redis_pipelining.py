@@ -92,6 +92,26 @@ class TestAutoPipelining:
         finally:
             await store.close()
 
+    async def test_text_beyond_ascii_bytes_and_numbers_reach_the_server_intact(self, redis_url: str) -> None:
+        store = await RedisStore.open(redis_url)
+        try:
+            lock = await store.acquire("s-é", owner="ünïcode")
+            snapshot = '{"greeting":"Grüß Gott, 東京 ☎","n":12345678901234}'.encode()
+            entries = [OutboxEntry("1.0", {"op": "speak", "sentence": "Ça va? 👋"})]
+            await asyncio.gather(  # one pipeline of several commands
+                store.commit(lock, snapshot=snapshot, outbox=entries, routes=["call:c-ñ"], dedup_key="cb:ü"),
+                store.lookup("call:none"),
+            )
+
+            record = await store.load("s-é")
+            assert record is not None
+            assert record.snapshot == {"greeting": "Grüß Gott, 東京 ☎", "n": 12345678901234}
+            assert record.outbox == tuple(entries)
+            assert await store.lookup("call:c-ñ") == "s-é"
+            assert await store.seen("cb:ü")
+        finally:
+            await store.close()
+
     async def test_calls_made_one_after_another_are_not_held_back(self, redis_url: str) -> None:
         store = await RedisStore.open(redis_url)
         try:
