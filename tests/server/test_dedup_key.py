@@ -54,3 +54,9 @@ def test_a_long_time_is_cut_in_the_key_but_counts_in_full() -> None:
 
     assert len(first) < 64
     assert first != second
+
+
+def test_a_time_beyond_ascii_keeps_its_other_characters() -> None:
+    key = _dedup_key({"eventType": "speak", "time": "2012-11-14T16:21:59.616Z·東京"})
+
+    assert key.startswith("cb:20121114162159616·東京:")
