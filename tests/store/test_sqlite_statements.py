@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from flowengine.errors import LockTimeoutError
 from flowengine.store.sqlite import SQLiteStore
 
 
@@ -98,7 +99,7 @@ async def test_a_busy_lock_does_not_move_the_fence(store: SQLiteStore) -> None:
     statements: list[str] = []
     await _trace(store, statements)
 
-    with pytest.raises(Exception, match="s-1"):
+    with pytest.raises(LockTimeoutError, match="s-1"):
         await store.acquire("s-1", owner="b", wait=0.05)
     await _trace(store, None)
 
@@ -133,7 +134,7 @@ async def test_a_failed_batch_leaves_the_fence_as_it_was(store: SQLiteStore) -> 
         assert store._try_lock(conn, "s-1", "a", 30.0) is not None
         raise RuntimeError("failed after taking the lock")
 
-    with pytest.raises(Exception, match="failed after taking the lock"):
+    with pytest.raises(RuntimeError, match="failed after taking the lock"):
         await store._transaction(take_then_fail, write=True)
 
     assert await _fence(store) == before
