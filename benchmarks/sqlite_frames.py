@@ -58,11 +58,11 @@ async def _count(args: argparse.Namespace, path: str) -> float:
             await store.commit(lock, snapshot=_SNAPSHOT, routes=[f"call:c-{n}"], release=True)
         keys = [(_key(next(numbers), ordered), 1e12) for _ in range(args.keys)]
         await store._transaction(
-            lambda conn: conn.executemany("INSERT INTO dedup (key, expires_at) VALUES (?, ?)", keys),
+            lambda db: db.executemany("INSERT INTO dedup (key, expires_at) VALUES (?, ?)", keys),
             write=True,
         )
         page_size: int = await store._transaction(
-            lambda conn: int(conn.execute("PRAGMA page_size").fetchone()[0]), write=False
+            lambda db: int(db.execute("PRAGMA page_size").fetchone()[0]), write=False
         )
         conn = store._conn  # the worker is idle: no checkpoints while counting, and an empty WAL to start
         assert conn is not None

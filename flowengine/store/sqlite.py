@@ -65,9 +65,9 @@ from flowengine.typing import Seconds, SnapshotData
 
 T = TypeVar("T")
 
-_Job = tuple[Callable[[sqlite3.Connection], Any], bool]
+_Job = tuple[Callable[[sqlite3.Cursor], Any], bool]
 """Work for the worker thread, and whether it writes."""
-_Queued = tuple[Callable[[sqlite3.Connection], Any], bool, "asyncio.Future[Any]"]
+_Queued = tuple[Callable[[sqlite3.Cursor], Any], bool, "asyncio.Future[Any]"]
 _Outcome = tuple[bool, Any]
 """(True, the job's result) or (False, the exception it raised)."""
 
@@ -154,6 +154,7 @@ class SQLiteStore:
         self._clock = clock
         # Touched only from the worker thread: the connection and the identity of the file it has open.
         self._conn: sqlite3.Connection | None = None
+        self._db: sqlite3.Cursor | None = None  # the one cursor of ``_conn`` (see ``_cursor``)
         self._identity: tuple[int, int] | None = None
         # WAL checkpoints run on a thread of their own (see ``sqlite_checkpoint``), started with the first
         # connection.
@@ -205,16 +206,22 @@ class SQLiteStore:
         return file_identity(self.path)
 
     def _drop(self) -> None:
-        conn, self._conn, self._identity = self._conn, None, None
+        conn, self._conn, self._db, self._identity = self._conn, None, None, None
         if conn is not None:
             # The connection is being discarded because it is broken already.
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
-    def _connection(self) -> sqlite3.Connection:
+    def _cursor(self) -> sqlite3.Cursor:
+        """The cursor every statement runs on, (re)connecting first if need be.
+
+        One cursor for the connection's life: ``Connection.execute`` makes a new one per statement, which
+        costs about as much as SQLite's own work for the simplest of them. Every job reads a statement's
+        rows before it runs the next (the next ``execute`` resets the cursor's statement).
+        """
         identity = self._file_identity()
-        if self._conn is not None and identity == self._identity:
-            return self._conn
+        if self._db is not None and identity == self._identity:
+            return self._db
         self._drop()
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
@@ -244,36 +251,37 @@ class SQLiteStore:
             conn.close()
             raise
         self._conn = conn
+        self._db = conn.cursor()
         self._identity = self._file_identity()
         self._checkpointer.start()
-        return conn
+        return self._db
 
-    def _atomically(self, write: bool, body: Callable[[sqlite3.Connection], T]) -> T:
+    def _atomically(self, write: bool, body: Callable[[sqlite3.Cursor], T]) -> T:
         """``body`` in one transaction: committed, or rolled back (a fresh connection if even that fails)
         when it raises. SQLite's own errors propagate for the caller to turn into ``StoreError``."""
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        db = self._cursor()
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         self._fence_read = None
         try:
-            result = body(conn)
-            self._write_fence(conn)
+            result = body(db)
+            self._write_fence(db)
         except BaseException:
             try:
-                conn.execute("ROLLBACK")
+                db.execute("ROLLBACK")
             except sqlite3.Error:
                 self._drop()
             raise
-        conn.execute("COMMIT")
+        db.execute("COMMIT")
         if write:
             self._checkpointer.written = True
         return result
 
-    def _write_fence(self, conn: sqlite3.Connection) -> None:
+    def _write_fence(self, db: sqlite3.Cursor) -> None:
         """Store the fencing counter if locks were taken in this transaction (see ``_try_lock``)."""
         if self._fence_read is not None and self._fence != self._fence_read:
-            conn.execute("UPDATE meta SET value = ? WHERE name = 'fence'", (self._fence,))
+            db.execute("UPDATE meta SET value = ? WHERE name = 'fence'", (self._fence,))
 
-    def _run(self, work: Callable[[sqlite3.Connection], T], write: bool) -> T:
+    def _run(self, work: Callable[[sqlite3.Cursor], T], write: bool) -> T:
         try:
             return self._atomically(write, work)
         except (sqlite3.Error, OSError) as exc:
@@ -292,11 +300,11 @@ class SQLiteStore:
         if len(jobs) == 1:
             return [self._run_alone(*jobs[0])]
 
-        def each_in_turn(conn: sqlite3.Connection) -> list[_Outcome]:
+        def each_in_turn(db: sqlite3.Cursor) -> list[_Outcome]:
             outcomes: list[_Outcome] = []
             for work, _ in jobs:
                 try:
-                    outcomes.append((True, work(conn)))
+                    outcomes.append((True, work(db)))
                 except StoreError as exc:
                     outcomes.append((False, exc))
             return outcomes
@@ -314,13 +322,13 @@ class SQLiteStore:
         except Exception:
             return [self._run_alone(work, write) for work, write in jobs]
 
-    def _run_alone(self, work: Callable[[sqlite3.Connection], Any], write: bool) -> _Outcome:
+    def _run_alone(self, work: Callable[[sqlite3.Cursor], Any], write: bool) -> _Outcome:
         try:
             return (True, self._run(work, write))
         except Exception as exc:
             return (False, exc)
 
-    async def _transaction(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+    async def _transaction(self, work: Callable[[sqlite3.Cursor], T], *, write: bool) -> T:
         """Run ``work`` in one transaction (a write one when ``write``) on the worker thread.
 
         Jobs asked for while the worker is busy are queued and then run together, in one transaction (see
@@ -329,7 +337,7 @@ class SQLiteStore:
         """
         return cast(T, await self._submit(work, write))
 
-    def _submit(self, work: Callable[[sqlite3.Connection], Any], write: bool) -> asyncio.Future[Any]:
+    def _submit(self, work: Callable[[sqlite3.Cursor], Any], write: bool) -> asyncio.Future[Any]:
         """Queue ``work`` now (jobs run in the order they are submitted); the future gets its outcome."""
         if self._closed:
             raise StoreError(f"{self.description}: used after close()")
@@ -391,8 +399,8 @@ class SQLiteStore:
         self._checkpointer.stop()
 
     async def ping(self) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            conn.execute("SELECT 1 FROM meta LIMIT 1")
+        def work(db: sqlite3.Cursor) -> None:
+            db.execute("SELECT 1 FROM meta LIMIT 1")
 
         await self._transaction(work, write=False)
 
@@ -407,9 +415,7 @@ class SQLiteStore:
         check_ttl("ttl", ttl)
 
         async def try_once() -> Lock | None:
-            return await self._transaction(
-                lambda conn: self._try_lock(conn, session_id, owner, ttl), write=True
-            )
+            return await self._transaction(lambda db: self._try_lock(db, session_id, owner, ttl), write=True)
 
         return await wait_for_lock(try_once, session_id=session_id, wait=wait)
 
@@ -424,11 +430,11 @@ class SQLiteStore:
         check_ttl("ttl", ttl)
         record: list[SessionRecord | None] = [None]
 
-        def work(conn: sqlite3.Connection) -> Lock | None:
+        def work(db: sqlite3.Cursor) -> Lock | None:
             # Read before locking (nothing else writes meanwhile): a corrupt record then raises before this
             # job has written anything (see _run_batch).
-            found = self._load(conn, session_id)
-            lock = self._try_lock(conn, session_id, owner, ttl)
+            found = self._load(db, session_id)
+            lock = self._try_lock(db, session_id, owner, ttl)
             if lock is not None:
                 record[0] = found
             return lock
@@ -450,10 +456,10 @@ class SQLiteStore:
         check_ttl("ttl", ttl)
         tried = [""]
 
-        def work(conn: sqlite3.Connection) -> tuple[str, Lock, SessionRecord | None] | Busy | None:
+        def work(db: sqlite3.Cursor) -> tuple[str, Lock, SessionRecord | None] | Busy | None:
             # The route and its session in one statement, read before locking as in ``begin``. (Its outbox,
             # LEFT JOINed in, saved no instructions: one statement less, but wider rows.)
-            row = conn.execute(
+            row = db.execute(
                 "SELECT s.id, s.snapshot, s.version, s.updated_at, s.ended_at FROM routes r "
                 f"JOIN sessions s ON s.id = r.session_id WHERE r.key = ? AND {_VISIBLE}",
                 (route_key, self._clock() - self._retention),
@@ -461,8 +467,8 @@ class SQLiteStore:
             if row is None:
                 return None
             session_id = str(row[0])
-            record = self._record(row, self._outbox(conn, session_id))
-            lock = self._try_lock(conn, session_id, owner, ttl)
+            record = self._record(row, self._outbox(db, session_id))
+            lock = self._try_lock(db, session_id, owner, ttl)
             if lock is None:
                 tried[0] = session_id
                 return BUSY
@@ -475,7 +481,7 @@ class SQLiteStore:
             try_once, wait=wait, busy_message=lambda: busy_route_message(route_key, tried[0], wait)
         )
 
-    def _try_lock(self, conn: sqlite3.Connection, session_id: str, owner: str, ttl: Seconds) -> Lock | None:
+    def _try_lock(self, db: sqlite3.Cursor, session_id: str, owner: str, ttl: Seconds) -> Lock | None:
         """Take the lock if it is free, released or expired, with the next fencing token; None when busy.
 
         One statement (an upsert that writes nothing when busy), plus the fence's read for the first lock
@@ -484,10 +490,10 @@ class SQLiteStore:
         """
         now = self._clock()
         if self._fence_read is None:
-            [(fence,)] = conn.execute("SELECT value FROM meta WHERE name = 'fence'").fetchall()
+            [(fence,)] = db.execute("SELECT value FROM meta WHERE name = 'fence'").fetchall()
             self._fence_read = self._fence = int(fence)
         token = self._fence + 1
-        taken = conn.execute(
+        taken = db.execute(
             "INSERT INTO locks (session_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (session_id) DO UPDATE "
             "SET owner = excluded.owner, token = excluded.token, expires_at = excluded.expires_at "
@@ -509,8 +515,8 @@ class SQLiteStore:
     async def renew(self, lock: Lock, *, ttl: Seconds = DEFAULT_LOCK_TTL) -> Lock:
         check_ttl("ttl", ttl)
 
-        def work(conn: sqlite3.Connection) -> None:
-            renewed = conn.execute(
+        def work(db: sqlite3.Cursor) -> None:
+            renewed = db.execute(
                 "UPDATE locks SET expires_at = ? WHERE session_id = ? AND token = ?",
                 (self._clock() + ttl, lock.session_id, lock.token),
             )
@@ -521,23 +527,23 @@ class SQLiteStore:
         return Lock(lock.session_id, lock.owner, lock.token, ttl)
 
     async def release(self, lock: Lock) -> None:
-        await self._transaction(lambda conn: self._release(conn, lock), write=True)
+        await self._transaction(lambda db: self._release(db, lock), write=True)
 
     @staticmethod
-    def _release(conn: sqlite3.Connection, lock: Lock) -> None:
+    def _release(db: sqlite3.Cursor, lock: Lock) -> None:
         # Keep the row and its token: a stale holder must still be refused after this release.
-        conn.execute(
+        db.execute(
             "UPDATE locks SET expires_at = 0 WHERE session_id = ? AND token = ?",
             (lock.session_id, lock.token),
         )
 
     @staticmethod
-    def _outboxes(conn: sqlite3.Connection, session_ids: Sequence[str]) -> dict[str, list[OutboxEntry]]:
+    def _outboxes(db: sqlite3.Cursor, session_ids: Sequence[str]) -> dict[str, list[OutboxEntry]]:
         found: dict[str, list[OutboxEntry]] = {sid: [] for sid in session_ids}
         if not session_ids:
             return found
         marks = ",".join("?" * len(session_ids))
-        rows = conn.execute(
+        rows = db.execute(
             f"SELECT session_id, id, command FROM outbox WHERE session_id IN ({marks}) ORDER BY seq",
             tuple(session_ids),
         )
@@ -558,27 +564,27 @@ class SQLiteStore:
         )
 
     async def load(self, session_id: str) -> SessionRecord | None:
-        return await self._transaction(lambda conn: self._load(conn, session_id), write=False)
+        return await self._transaction(lambda db: self._load(db, session_id), write=False)
 
-    def _load(self, conn: sqlite3.Connection, session_id: str) -> SessionRecord | None:
-        row = conn.execute(
+    def _load(self, db: sqlite3.Cursor, session_id: str) -> SessionRecord | None:
+        row = db.execute(
             f"SELECT id, snapshot, version, updated_at, ended_at FROM sessions WHERE id = ? AND {_VISIBLE}",
             (session_id, self._clock() - self._retention),
         ).fetchone()
         if row is None:
             return None
-        return self._record(row, self._outbox(conn, session_id))
+        return self._record(row, self._outbox(db, session_id))
 
     @staticmethod
-    def _outbox(conn: sqlite3.Connection, session_id: str) -> list[OutboxEntry]:
-        rows = conn.execute("SELECT id, command FROM outbox WHERE session_id = ? ORDER BY seq", (session_id,))
+    def _outbox(db: sqlite3.Cursor, session_id: str) -> list[OutboxEntry]:
+        rows = db.execute("SELECT id, command FROM outbox WHERE session_id = ? ORDER BY seq", (session_id,))
         return [_entry(session_id, entry_id, command) for entry_id, command in rows]
 
     async def lookup(self, route_key: str) -> str | None:
-        return await self._transaction(lambda conn: self._lookup(conn, route_key), write=False)
+        return await self._transaction(lambda db: self._lookup(db, route_key), write=False)
 
-    def _lookup(self, conn: sqlite3.Connection, route_key: str) -> str | None:
-        row = conn.execute(
+    def _lookup(self, db: sqlite3.Cursor, route_key: str) -> str | None:
+        row = db.execute(
             f"SELECT r.session_id FROM routes r JOIN sessions s ON s.id = r.session_id "
             f"WHERE r.key = ? AND {_VISIBLE}",
             (route_key, self._clock() - self._retention),
@@ -586,11 +592,11 @@ class SQLiteStore:
         return None if row is None else str(row[0])
 
     async def seen(self, dedup_key: str) -> bool:
-        return await self._transaction(lambda conn: self._seen(conn, dedup_key), write=False)
+        return await self._transaction(lambda db: self._seen(db, dedup_key), write=False)
 
-    def _seen(self, conn: sqlite3.Connection, dedup_key: str) -> bool:
+    def _seen(self, db: sqlite3.Cursor, dedup_key: str) -> bool:
         query = "SELECT 1 FROM dedup WHERE key = ? AND expires_at > ?"
-        return conn.execute(query, (dedup_key, self._clock())).fetchone() is not None
+        return db.execute(query, (dedup_key, self._clock())).fetchone() is not None
 
     async def commit(
         self,
@@ -618,13 +624,13 @@ class SQLiteStore:
         # A key cancelled and set again in one commit is simply overwritten by the set.
         cancel_rows = [(sid, key) for key in timers_cancel if timers_set is None or key not in timers_set]
 
-        def work(conn: sqlite3.Connection) -> int:
+        def work(db: sqlite3.Cursor) -> int:
             # The refusals come first, before anything is written (see _run_batch): a lost lock, then an
             # event handled already (the dedup key's upsert is that check).
             now = self._clock()
             # The lock and the session's version in one read, so that the session's update below needs no
             # ``RETURNING`` (SQLite builds a temporary table for each statement that has one).
-            held = conn.execute(
+            held = db.execute(
                 "SELECT l.expires_at, s.version, s.ended_at FROM locks l LEFT JOIN sessions s "
                 f"ON s.id = l.session_id AND {_VISIBLE} "
                 "WHERE l.session_id = ? AND l.token = ?",
@@ -633,17 +639,17 @@ class SQLiteStore:
             if held is None:
                 raise self._stale(lock)
             if dedup_key is not None:
-                self._take_dedup_key(conn, sid, dedup_key, now)
+                self._take_dedup_key(db, sid, dedup_key, now)
             if release:  # given up with this write
-                conn.execute("DELETE FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token))
+                db.execute("DELETE FROM locks WHERE session_id = ? AND token = ?", (sid, lock.token))
             elif held[0] < now + lock.ttl * EXTEND_BELOW:
                 # A lock taken or extended moments ago is left alone: its page is not written again.
-                conn.execute(
+                db.execute(
                     "UPDATE locks SET expires_at = ? WHERE session_id = ? AND token = ?",
                     (now + lock.ttl, sid, lock.token),
                 )
             return self._write_session(
-                conn,
+                db,
                 sid,
                 now,
                 stored,
@@ -680,13 +686,13 @@ class SQLiteStore:
         route_rows = [(key, sid) for key in routes]
         set_rows = [(sid, key, float(due), float(due)) for key, due in (timers_set or {}).items()]
 
-        def work(conn: sqlite3.Connection) -> Lock | None:
+        def work(db: sqlite3.Cursor) -> Lock | None:
             # Everything that makes it go the long way or refuse is read before the first write (see
             # _run_batch): the session, then its lock; the dedup key's upsert is the duplicate check.
             now = self._clock()
             # In one statement: whether a row of the session exists and is visible (None: no row at all),
             # and whether its lock is held.
-            visible, locked = conn.execute(
+            visible, locked = db.execute(
                 f"SELECT (SELECT {_VISIBLE} FROM sessions WHERE id = ?), "
                 "EXISTS (SELECT 1 FROM locks WHERE session_id = ? AND expires_at > ?)",
                 (now - self._retention, sid, sid, now),
@@ -694,11 +700,11 @@ class SQLiteStore:
             if visible or locked:
                 return None
             if dedup_key is not None:
-                self._take_dedup_key(conn, sid, dedup_key, now)
-            lock = self._try_lock(conn, sid, owner, ttl)
+                self._take_dedup_key(db, sid, dedup_key, now)
+            lock = self._try_lock(db, sid, owner, ttl)
             assert lock is not None  # free: read above, in this same write transaction
             self._write_session(
-                conn,
+                db,
                 sid,
                 now,
                 stored,
@@ -716,9 +722,9 @@ class SQLiteStore:
 
         return await self._transaction(work, write=True)
 
-    def _take_dedup_key(self, conn: sqlite3.Connection, sid: str, dedup_key: str, now: Seconds) -> None:
+    def _take_dedup_key(self, db: sqlite3.Cursor, sid: str, dedup_key: str, now: Seconds) -> None:
         """Take the key (its upsert is the duplicate check); ``DuplicateEventError``, writing nothing, if taken."""
-        taken = conn.execute(
+        taken = db.execute(
             "INSERT INTO dedup (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
             "SET expires_at = excluded.expires_at WHERE expires_at <= ?",
             (dedup_key, now + self._dedup_ttl, now),
@@ -728,7 +734,7 @@ class SQLiteStore:
 
     def _write_session(
         self,
-        conn: sqlite3.Connection,
+        db: sqlite3.Cursor,
         sid: str,
         now: Seconds,
         stored: str | bytes,
@@ -755,47 +761,47 @@ class SQLiteStore:
             if ended_at is None and ended:
                 ended_at = now
             if ended_at is None:  # a live session: NULL written out rather than bound (see _bindable)
-                conn.execute(
+                db.execute(
                     "UPDATE sessions SET snapshot = ?, version = ?, updated_at = ? WHERE id = ?",
                     (snapshot, version, now, sid),
                 )
             else:
-                conn.execute(
+                db.execute(
                     "UPDATE sessions SET snapshot = ?, version = ?, updated_at = ?, ended_at = ? WHERE id = ?",
                     (snapshot, version, now, ended_at, sid),
                 )
             if done_rows:
-                conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", done_rows)
+                db.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", done_rows)
         else:
             version, ended_at = 1, now if ended else None
             if not absent:
-                conn.execute("DELETE FROM outbox WHERE session_id = ?", (sid,))
-            conn.execute(
+                db.execute("DELETE FROM outbox WHERE session_id = ?", (sid,))
+            db.execute(
                 "INSERT OR REPLACE INTO sessions (id, snapshot, version, updated_at, ended_at) "
                 f"VALUES (?, ?, ?, ?, {'NULL' if ended_at is None else '?'})",
                 (sid, snapshot, version, now, *(() if ended_at is None else (ended_at,))),
             )
         if entries:
             # REPLACE: an entry with an id already pending is replaced, and moves to the end (new seq).
-            conn.executemany(
+            db.executemany(
                 "INSERT OR REPLACE INTO outbox (session_id, id, command) VALUES (?, ?, ?)", entries
             )
         if unroute_rows:
-            conn.executemany("DELETE FROM routes WHERE key = ? AND session_id = ?", unroute_rows)
+            db.executemany("DELETE FROM routes WHERE key = ? AND session_id = ?", unroute_rows)
         if route_rows:
             # Most commits repeat the session's route keys: leave the rows (and pages) that are unchanged.
-            conn.executemany(
+            db.executemany(
                 "INSERT INTO routes (key, session_id) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                 "SET session_id = excluded.session_id WHERE session_id IS NOT excluded.session_id",
                 route_rows,
             )
         if ended_at is not None:
-            conn.execute("DELETE FROM timers WHERE session_id = ?", (sid,))
+            db.execute("DELETE FROM timers WHERE session_id = ?", (sid,))
         else:
             if cancel_rows:
-                conn.executemany("DELETE FROM timers WHERE session_id = ? AND key = ?", cancel_rows)
+                db.executemany("DELETE FROM timers WHERE session_id = ? AND key = ?", cancel_rows)
             if set_rows:
-                conn.executemany(
+                db.executemany(
                     "INSERT INTO timers (session_id, key, due, fires_at) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (session_id, key) DO UPDATE SET due = excluded.due, fires_at = excluded.fires_at",
                     set_rows,
@@ -805,9 +811,9 @@ class SQLiteStore:
     async def mark_done(self, session_id: str, outbox_ids: Iterable[str]) -> None:
         rows = [(session_id, entry_id) for entry_id in outbox_ids]
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(db: sqlite3.Cursor) -> None:
             # Return nothing: a cursor must never outlive its transaction (sqlite3 reuses its statement).
-            conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", rows)
+            db.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", rows)
 
         if rows:
             await self._transaction(work, write=True)
@@ -822,16 +828,16 @@ class SQLiteStore:
     def _queue_finish(self, lock: Lock, done: Iterable[str]) -> asyncio.Future[None]:
         rows = [(lock.session_id, entry_id) for entry_id in done]
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(db: sqlite3.Cursor) -> None:
             if rows:
-                conn.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", rows)
-            self._release(conn, lock)
+                db.executemany("DELETE FROM outbox WHERE session_id = ? AND id = ?", rows)
+            self._release(db, lock)
 
         return self._submit(work, write=True)
 
     async def pending_outboxes(self) -> list[PendingOutbox]:
-        def work(conn: sqlite3.Connection) -> list[PendingOutbox]:
-            rows = conn.execute(
+        def work(db: sqlite3.Cursor) -> list[PendingOutbox]:
+            rows = db.execute(
                 f"SELECT o.session_id, o.id, o.command FROM outbox o JOIN sessions s ON s.id = o.session_id "
                 f"WHERE {_VISIBLE} ORDER BY o.session_id, o.seq",
                 (self._clock() - self._retention,),
@@ -844,8 +850,8 @@ class SQLiteStore:
         return await self._transaction(work, write=False)
 
     async def due_timers(self, now: Seconds, *, limit: int = 100) -> list[Timer]:
-        def work(conn: sqlite3.Connection) -> list[Timer]:
-            rows = conn.execute(
+        def work(db: sqlite3.Cursor) -> list[Timer]:
+            rows = db.execute(
                 "SELECT session_id, key, due FROM timers WHERE fires_at <= ? "
                 "ORDER BY fires_at, session_id, key LIMIT ?",
                 (now, limit),
@@ -857,8 +863,8 @@ class SQLiteStore:
     async def claim_timer(self, timer: Timer, *, now: Seconds, lease: Seconds = DEFAULT_TIMER_LEASE) -> bool:
         check_ttl("lease", lease)
 
-        def work(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
+        def work(db: sqlite3.Cursor) -> bool:
+            cursor = db.execute(
                 "UPDATE timers SET fires_at = ? WHERE session_id = ? AND key = ? AND due = ? AND fires_at <= ?",
                 (now + lease, timer.session_id, timer.key, timer.due, now),
             )
@@ -867,21 +873,21 @@ class SQLiteStore:
         return await self._transaction(work, write=True)
 
     async def list_sessions(self, *, limit: int = 100) -> list[SessionRecord]:
-        def work(conn: sqlite3.Connection) -> list[SessionRecord]:
-            rows = conn.execute(
+        def work(db: sqlite3.Cursor) -> list[SessionRecord]:
+            rows = db.execute(
                 f"SELECT id, snapshot, version, updated_at, ended_at FROM sessions WHERE {_VISIBLE} "
                 "ORDER BY updated_at DESC, id LIMIT ?",
                 (self._clock() - self._retention, limit),
             ).fetchall()
-            outboxes = self._outboxes(conn, [row[0] for row in rows])
+            outboxes = self._outboxes(db, [row[0] for row in rows])
             return [self._record(row, outboxes[row[0]]) for row in rows]
 
         return await self._transaction(work, write=False)
 
     async def purge(self) -> int:
-        def work(conn: sqlite3.Connection) -> int:
+        def work(db: sqlite3.Cursor) -> int:
             now = self._clock()
-            gone = conn.execute(
+            gone = db.execute(
                 "SELECT id FROM sessions WHERE ended_at IS NOT NULL AND ended_at <= ?",
                 (now - self._retention,),
             ).fetchall()
@@ -892,18 +898,18 @@ class SQLiteStore:
                 ("locks", "session_id"),
                 ("sessions", "id"),
             ):
-                conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", gone)
-            conn.execute("DELETE FROM dedup WHERE expires_at <= ?", (now,))
+                db.executemany(f"DELETE FROM {table} WHERE {column} = ?", gone)
+            db.execute("DELETE FROM dedup WHERE expires_at <= ?", (now,))
             # Locks of sessions never committed, a slice of the table per purge: every session keeps its lock
             # row, and probing them all at every purge would hold up the other operations for a while.
             start = self._lock_cursor
-            slice_end = conn.execute(
+            slice_end = db.execute(
                 "SELECT rowid FROM locks WHERE rowid > ? ORDER BY rowid LIMIT 1 OFFSET ?",
                 (start, _LOCK_SLICE - 1),
             ).fetchone()
             end = slice_end[0] if slice_end is not None else None
             self._lock_cursor = end if end is not None else 0
-            conn.execute(
+            db.execute(
                 "DELETE FROM locks WHERE rowid > ? AND rowid <= ? AND expires_at <= ? "
                 "AND session_id NOT IN (SELECT id FROM sessions)",
                 (start, end if end is not None else 2**63 - 1, now),

@@ -40,8 +40,8 @@ async def _eventually(check: Callable[[], bool], what: str, timeout: float = 10.
 
 
 async def test_the_store_connection_checkpoints_only_as_a_backstop(store: SQLiteStore) -> None:
-    def autocheckpoint(conn: sqlite3.Connection) -> int:
-        [(pages,)] = conn.execute("PRAGMA wal_autocheckpoint").fetchall()
+    def autocheckpoint(db: sqlite3.Cursor) -> int:
+        [(pages,)] = db.execute("PRAGMA wal_autocheckpoint").fetchall()
         return int(pages)
 
     assert await store._transaction(autocheckpoint, write=False) == WRITER_AUTOCHECKPOINT

@@ -167,8 +167,8 @@ async def test_a_job_failing_unexpectedly_after_writing_fails_alone(store: SQLit
     lock = await store.acquire("s-1", owner="a")
     sizes = _record_batches(store)
 
-    def broken(conn: sqlite3.Connection) -> None:  # a bug: writes, then raises something unforeseen
-        conn.execute("INSERT INTO dedup (key, expires_at) VALUES ('half-done', 1e12)")
+    def broken(db: sqlite3.Cursor) -> None:  # a bug: writes, then raises something unforeseen
+        db.execute("INSERT INTO dedup (key, expires_at) VALUES ('half-done', 1e12)")
         raise RuntimeError("a bug")
 
     blocker = asyncio.ensure_future(store.ping())  # keeps the worker busy so that the rest queue up

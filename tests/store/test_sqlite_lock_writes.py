@@ -17,8 +17,8 @@ TTL = 30.0
 
 
 async def _expiry(store: SQLiteStore, session_id: str) -> float:
-    def read(conn: sqlite3.Connection) -> float:
-        [(expires_at,)] = conn.execute(
+    def read(db: sqlite3.Cursor) -> float:
+        [(expires_at,)] = db.execute(
             "SELECT expires_at FROM locks WHERE session_id = ?", (session_id,)
         ).fetchall()
         return float(expires_at)

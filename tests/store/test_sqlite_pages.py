@@ -43,8 +43,8 @@ async def test_a_file_made_with_other_pages_keeps_them_and_works(tmp_path: Path)
 async def test_the_connection_caches_64_mib_of_pages(tmp_path: Path) -> None:
     store = await SQLiteStore.open(str(tmp_path / "state.db"))
 
-    def cache_size(conn: sqlite3.Connection) -> int:
-        [(size,)] = conn.execute("PRAGMA cache_size").fetchall()
+    def cache_size(db: sqlite3.Cursor) -> int:
+        [(size,)] = db.execute("PRAGMA cache_size").fetchall()
         return int(size)
 
     try:

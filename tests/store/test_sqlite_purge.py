@@ -48,11 +48,11 @@ async def _vm_steps_of_purge(store: SQLiteStore) -> tuple[int, int]:
         steps[0] += 1
         return 0
 
-    def install(conn: sqlite3.Connection) -> None:
-        conn.set_progress_handler(count, 100)
+    def install(db: sqlite3.Cursor) -> None:
+        db.connection.set_progress_handler(count, 100)
 
-    def remove(conn: sqlite3.Connection) -> None:
-        conn.set_progress_handler(None, 100)
+    def remove(db: sqlite3.Cursor) -> None:
+        db.connection.set_progress_handler(None, 100)
 
     await store._transaction(install, write=False)
     try:
@@ -95,8 +95,8 @@ async def test_locks_of_sessions_never_committed_are_purged_a_slice_at_a_time(
     await store.release(orphans[0])  # released at once; the others expire
     held = await store.acquire("never-held", owner="a", ttl=600.0)
 
-    def lock_rows(conn: sqlite3.Connection) -> set[str]:
-        return {row[0] for row in conn.execute("SELECT session_id FROM locks")}
+    def lock_rows(db: sqlite3.Cursor) -> set[str]:
+        return {row[0] for row in db.execute("SELECT session_id FROM locks")}
 
     clock.now += 10.0
     await store.purge()

@@ -1,11 +1,13 @@
 """The SQLite store's callback path runs no ``RETURNING`` statement (SQLite builds a temporary table for
-each) and binds no value that ``sqlite3`` must adapt first (bytes, None), and its fencing counter is written once per transaction however many locks the transaction takes;
-the tokens stay unique and growing, within a batch and across instances sharing the file."""
+each), binds no value that ``sqlite3`` must adapt first (bytes, None) and makes no cursor per statement, and
+its fencing counter is written once per transaction however many locks the transaction takes; the tokens stay
+unique and growing, within a batch and across instances sharing the file."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,15 +22,15 @@ from flowengine.store.sqlite import SQLiteStore
 async def _trace(store: SQLiteStore, statements: list[str] | None) -> None:
     """Record every statement the store's connection runs into ``statements`` (None: stop recording)."""
 
-    def install(conn: sqlite3.Connection) -> None:
-        conn.set_trace_callback(None if statements is None else statements.append)
+    def install(db: sqlite3.Cursor) -> None:
+        db.connection.set_trace_callback(None if statements is None else statements.append)
 
     await store._transaction(install, write=False)
 
 
 async def _fence(store: SQLiteStore) -> int:
-    def read(conn: sqlite3.Connection) -> int:
-        [(value,)] = conn.execute("SELECT value FROM meta WHERE name = 'fence'").fetchall()
+    def read(db: sqlite3.Cursor) -> int:
+        [(value,)] = db.execute("SELECT value FROM meta WHERE name = 'fence'").fetchall()
         return int(value)
 
     return await store._transaction(read, write=False)
@@ -130,8 +132,8 @@ async def test_instances_sharing_the_file_hand_out_tokens_that_keep_growing(tmp_
 async def test_a_failed_batch_leaves_the_fence_as_it_was(store: SQLiteStore) -> None:
     before = await _fence(store)
 
-    def take_then_fail(conn: sqlite3.Connection) -> None:
-        assert store._try_lock(conn, "s-1", "a", 30.0) is not None
+    def take_then_fail(db: sqlite3.Cursor) -> None:
+        assert store._try_lock(db, "s-1", "a", 30.0) is not None
         raise RuntimeError("failed after taking the lock")
 
     with pytest.raises(RuntimeError, match="failed after taking the lock"):
@@ -181,11 +183,43 @@ async def test_a_snapshot_given_as_bytes_is_kept_as_a_blob_and_read_back_as_byte
     lock = await store.acquire("s-1", owner="a")
     await store.commit(lock, snapshot=b'{"n":1}')
 
-    def stored(conn: sqlite3.Connection) -> tuple[str, object]:
-        [(kind, value)] = conn.execute("SELECT typeof(snapshot), snapshot FROM sessions").fetchall()
+    def stored(db: sqlite3.Cursor) -> tuple[str, object]:
+        [(kind, value)] = db.execute("SELECT typeof(snapshot), snapshot FROM sessions").fetchall()
         return str(kind), value
 
     assert await store._transaction(stored, write=False) == ("blob", b'{"n":1}')
     record = await store.load("s-1")
     assert record is not None
     assert record.snapshot == {"n": 1}
+
+
+async def test_a_callbacks_store_operations_make_no_cursor_per_statement(tmp_path: Path) -> None:
+    """``Connection.execute`` makes a cursor per call; the store runs every statement on the connection's one
+    cursor. Seen by profiling the worker thread's calls into ``sqlite3``."""
+    connection_calls: list[str] = []
+    recording = False
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if recording and event == "c_call" and isinstance(getattr(arg, "__self__", None), sqlite3.Connection):
+            connection_calls.append(arg.__name__)
+
+    threading.setprofile(profile)  # for the threads started from now on: the store's worker among them
+    try:
+        store = await SQLiteStore.open(str(tmp_path / "state.db"))
+    finally:
+        threading.setprofile(None)
+    try:
+        first = await store.create("s-1", owner="a", snapshot={"n": 0}, routes=["call:c-1"], dedup_key="cb:0")
+        assert first is not None
+        await store.finish(first, [])
+        recording = True
+        found = await store.begin_route("call:c-1", owner="a")
+        assert found is not None
+        _, lock, _ = found
+        await store.commit(lock, snapshot={"n": 1}, routes=["call:c-1"], dedup_key="cb:1")
+        await store.finish(lock, [])
+        recording = False
+    finally:
+        await store.close()
+
+    assert connection_calls == []
