@@ -373,3 +373,42 @@ class FinishesInOrder(Protocol):
         Raises ``StoreError`` at once when it cannot even be started (the store is closed).
         """
         ...
+
+
+@runtime_checkable
+class Advances(Protocol):
+    """What a store offers when it can move a session on by one event in a single round trip.
+
+    The SQLite store does: there each round trip is a wait for its thread's next batch. The dispatcher then
+    handles most events from the session as it last committed it, and calls this instead of ``begin_route``
+    and ``commit``; the store refuses, writing nothing, if the session changed meanwhile.
+    """
+
+    async def advance(
+        self,
+        route_key: str,
+        session_id: str,
+        *,
+        version: int,
+        owner: str,
+        snapshot: SnapshotData,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        outbox: Sequence[OutboxEntry] = (),
+        routes: Iterable[str] = (),
+        timers_set: Mapping[str, Seconds] | None = None,
+        timers_cancel: Iterable[str] = (),
+        dedup_key: str | None = None,
+        ended: bool = False,
+    ) -> Lock | None:
+        """Take the session's lock and commit its next step, if nothing changed since ``version``.
+
+        Does what ``begin_route(route_key)`` then ``commit`` would, in one round trip, when ``route_key``
+        still leads to ``session_id``, the session is live and still at ``version``, and its lock is free.
+        Returns the lock, held for ``ttl`` from now, with the commit written (version ``version + 1``).
+        Returns ``None``, having written and locked nothing, otherwise: the caller then goes the long way.
+        Never waits.
+
+        Raises:
+            DuplicateEventError: ``dedup_key`` was already committed (nothing is written or locked).
+        """
+        ...

@@ -722,6 +722,70 @@ class SQLiteStore:
 
         return await self._transaction(work, write=True)
 
+    async def advance(
+        self,
+        route_key: str,
+        session_id: str,
+        *,
+        version: int,
+        owner: str,
+        snapshot: SnapshotData,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        outbox: Sequence[OutboxEntry] = (),
+        routes: Iterable[str] = (),
+        timers_set: Mapping[str, Seconds] | None = None,
+        timers_cancel: Iterable[str] = (),
+        dedup_key: str | None = None,
+        ended: bool = False,
+    ) -> Lock | None:
+        check_ttl("ttl", ttl)
+        sid = session_id
+        check_changes(sid, outbox, timers_set or {})
+        stored = snapshot_text(snapshot)
+        entries = [(sid, entry.id, dumps(entry.command)) for entry in outbox]
+        route_rows = [(key, sid) for key in routes]
+        set_rows = [(sid, key, float(due), float(due)) for key, due in (timers_set or {}).items()]
+        cancel_rows = [(sid, key) for key in timers_cancel if timers_set is None or key not in timers_set]
+
+        def work(db: sqlite3.Cursor) -> Lock | None:
+            # Everything that makes it refuse is read first, in one statement, before the first write (see
+            # _run_batch): the route still leads to the session, which is live and still at ``version``,
+            # and its lock is free. The dedup key's upsert is the duplicate check.
+            now = self._clock()
+            row = db.execute(
+                "SELECT s.version, s.ended_at, l.expires_at FROM routes r JOIN sessions s ON s.id = r.session_id "
+                "LEFT JOIN locks l ON l.session_id = r.session_id WHERE r.key = ? AND r.session_id = ?",
+                (route_key, sid),
+            ).fetchone()
+            if (
+                row is None
+                or row[0] != version
+                or row[1] is not None
+                or (row[2] is not None and row[2] > now)
+            ):
+                return None
+            if dedup_key is not None:
+                self._take_dedup_key(db, sid, dedup_key, now)
+            lock = self._try_lock(db, sid, owner, ttl)
+            assert lock is not None  # free: read above, in this same write transaction
+            self._write_session(
+                db,
+                sid,
+                now,
+                stored,
+                ended,
+                [],
+                entries,
+                route_rows,
+                [],
+                cancel_rows,
+                set_rows,
+                current=(version, None),
+            )
+            return lock
+
+        return await self._transaction(work, write=True)
+
     def _take_dedup_key(self, db: sqlite3.Cursor, sid: str, dedup_key: str, now: Seconds) -> None:
         """Take the key (its upsert is the duplicate check); ``DuplicateEventError``, writing nothing, if taken."""
         taken = db.execute(

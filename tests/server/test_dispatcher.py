@@ -213,6 +213,34 @@ async def test_refusals_at_the_session_cap_do_not_reload_every_live_session(
     assert loads <= 3  # one reconciliation of the three live sessions, not one per refused call
 
 
+class TestNewCalls:
+    async def test_a_new_call_is_created_without_a_lookup_first(
+        self, make_dispatcher: MakeDispatcher, backend: MemoryBackend
+    ) -> None:
+        dispatcher = make_dispatcher("a")
+        store = _recording(dispatcher, backend)
+
+        assert (await dispatcher.callback(incoming("c-1"))).status == "started"
+
+        assert store.names()[0] == "create"
+
+    async def test_a_redelivered_first_callback_is_a_duplicate_even_at_the_session_limit(
+        self, make_dispatcher: MakeDispatcher, backend: MemoryBackend, fake_api: tuple[FakeAPI, TestServer]
+    ) -> None:
+        api, _ = fake_api
+        dispatcher = make_dispatcher("a", max_sessions=1)
+        assert (await dispatcher.callback(incoming("c-1"))).status == "started"
+        await _settle(lambda: dispatcher.pending == 0)
+        store = _recording(dispatcher, backend)
+
+        outcome = await dispatcher.callback(incoming("c-1"))
+
+        # At the limit the route is looked up first: the call is not turned away as a new one.
+        assert outcome.status == "duplicate"
+        assert store.names()[0] == "begin_route"
+        assert not [seen for seen in api.seen if (seen.body or {}).get("state") == "rejected"]
+
+
 class RecordingStore(MemoryStore):
     """A memory store that logs each operation called (one entry per round trip a real store makes) and
     the ``done`` ids each one carries."""
@@ -327,9 +355,8 @@ class TestStoreRoundTrips:
         assert (first, second) == ("/calls/c-2", "/calls/c-2/audio")
         assert len(both) == 2
         assert last == both[1:]  # a crash while the second runs re-executes the second only
-        # begin_route finds no session: a new one is created under the call's session id
+        # A new call's id leads to no session yet: it is created at once, without a lookup first
         assert store.calls == [
-            ("begin_route", []),
             ("create", []),
             ("mark_done", both[:1]),
             ("finish", last),
@@ -506,6 +533,6 @@ class TestLockRenewal:
         await _settle(lambda: "finish" in store.names())
 
         names = store.names()
-        assert names[:2] == ["begin_route", "create"]
+        assert names[0] == "create"
         assert names.index("renew") < names.index("finish")
         assert names.count("renew") == 1
