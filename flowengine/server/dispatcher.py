@@ -765,12 +765,14 @@ class Dispatcher:
             if len(lane_of) > _LANE_CACHE_LIMIT:
                 lane_of.clear()
             lane = lane_of[key] = current_lane.get() or key
-        session_of = self._session_of
-        if len(session_of) > _LANE_CACHE_LIMIT:
-            session_of.clear()
         for route in routes:
             lane_of[route] = lane
-            session_of[route] = session_id
+        if self._advancer is not None:  # only its fast path reads this (an entry per live route)
+            session_of = self._session_of
+            if len(session_of) > _LANE_CACHE_LIMIT:
+                session_of.clear()
+            for route in routes:
+                session_of[route] = session_id
 
     def _session_lane(self, session_id: str) -> str:
         key = f"session:{session_id}"
