@@ -80,7 +80,10 @@ _NEW_CALL = "incomingcall"
 """The callback of an inbound call: the API gives every one a call id of its own."""
 
 KNOWN_SESSIONS = 16_384
-"""Live sessions whose last committed version and snapshot an instance keeps, by default (see ``_advance_known``)."""
+"""Sessions whose last committed version and snapshot an instance keeps, at most (see ``_advance_known``)."""
+
+KNOWN_BYTES = 32 * 1024 * 1024
+"""The snapshots kept that way take this much at most; the oldest are forgotten first."""
 
 Status = Literal[
     "handled",
@@ -242,9 +245,11 @@ class Dispatcher:
         busy_message: str = "",
         recorder: CallRecorder | None = None,
         known_sessions: int = KNOWN_SESSIONS,
+        known_bytes: int = KNOWN_BYTES,
     ) -> None:
         self.runtime = runtime
         self._known_limit = known_sessions
+        self._known_budget = known_bytes
         self.store = store  # and whether it ``advances`` (see the setter)
         self.client = client
         self._http = http
@@ -293,7 +298,9 @@ class Dispatcher:
         self._advancer: Advances | None = (
             store if self._known_limit > 0 and isinstance(store, Advances) else None
         )
-        self._known: dict[str, tuple[int, SnapshotData | None]] = {}
+        # session id -> (version, snapshot or None once ended, the snapshot's size), oldest commit first
+        self._known: dict[str, tuple[int, SnapshotData | None, int]] = {}
+        self._known_bytes = 0
 
     @property
     def pending(self) -> int:
@@ -331,7 +338,7 @@ class Dispatcher:
         if self._advancer is not None:
             session_id = self._session_of.get(route_key)
             if session_id is not None and (known := self._known.get(session_id)) is not None:
-                version, snapshot = known
+                version, snapshot, _ = known
                 if snapshot is None:  # it ended here, and an ended session stays ended
                     return await self._ended(routed, route_key, session_id, dedup, data, now)
                 advanced = await self._advance_known(
@@ -444,7 +451,7 @@ class Dispatcher:
         except DuplicateEventError:  # nothing was written or locked
             return Outcome("duplicate", "this callback was already handled", session_id), None
         if lock is None:
-            self._known.pop(session_id, None)
+            self._forget(session_id)
             return None
         self._committed(step, routed.event_type, routed.call_id, False)
         self._remember(step, version + 1)
@@ -456,11 +463,19 @@ class Dispatcher:
         session, only that it ended."""
         if self._advancer is None:
             return
+        self._forget(step.session_id)  # re-inserted last: the dict's order is the commits' order
+        snapshot = None if step.ended else step.snapshot
+        size = 0 if snapshot is None else len(snapshot) if isinstance(snapshot, bytes | str) else 1024
         known = self._known
-        known.pop(step.session_id, None)  # re-inserted last: the dict's order is the commits' order
-        known[step.session_id] = (version, None if step.ended else step.snapshot)
-        if len(known) > self._known_limit:
-            del known[next(iter(known))]
+        known[step.session_id] = (version, snapshot, size)
+        self._known_bytes += size
+        while len(known) > self._known_limit or self._known_bytes > self._known_budget:
+            self._forget(next(iter(known)))
+
+    def _forget(self, session_id: str) -> None:
+        forgotten = self._known.pop(session_id, None)
+        if forgotten is not None:
+            self._known_bytes -= forgotten[2]
 
     async def _start_session(
         self, step: Step, routed: Routed, route_key: str, dedup: str, data: Mapping[str, object]

@@ -226,6 +226,22 @@ class TestTheLongWayWhenTheSessionChanged:
         assert _store(one).taken() == ["advance", "advance", "begin_route", "commit"]
         assert await _seen(one, "s-c-1") == ["dtmf:5"]
 
+    async def test_snapshots_beyond_the_byte_budget_are_forgotten_oldest_first(
+        self, make: Callable[..., Any]
+    ) -> None:
+        # The echo runtime's snapshots are objects, each counted as 1 KiB: room for two.
+        one = await make("one", known_bytes=2048)
+        for call in ("c-1", "c-2", "c-3"):
+            await one.callback(incoming(call))
+        await _idle(one)
+        _store(one).taken()
+
+        for n, call in enumerate(("c-3", "c-2", "c-1")):
+            assert (await one.callback(dtmf(call, "5", n))).status == "handled"
+            await _idle(one)
+
+        assert _store(one).taken() == ["advance", "advance", "begin_route", "commit"]
+
     async def test_with_no_sessions_kept_every_event_goes_the_long_way(
         self, make: Callable[..., Any]
     ) -> None:
