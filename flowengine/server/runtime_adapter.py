@@ -15,6 +15,7 @@ and commands into the plain data the dispatcher stores and executes (:class:`Run
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import uuid
@@ -64,6 +65,15 @@ def callback_urls(public_url: str, auth: tuple[str, str] | None) -> dict[str, st
     return urls
 
 
+def session_id(time: str, digest: str) -> str:
+    """A session id: ``s-``, the digits of ``time`` (to the millisecond: ``2012-11-14T16:21:59.616Z`` gives
+    ``20121114162159616``), ``-`` and 24 hex digits of ``digest``; ``s-`` and 32 of them without a time."""
+    digits = "".join(char for char in time if char.isdigit())[:17]
+    if len(digits) < 14:  # not even to the second: no time worth sorting by
+        return f"s-{digest[:32]}"
+    return f"s-{digits}-{digest[:24]}"
+
+
 class EngineAdapter:
     """:class:`~flowengine.server.dispatcher.RuntimeAdapter` over the runtime's ``Engine``."""
 
@@ -86,9 +96,18 @@ class EngineAdapter:
 
     def _make_id(self) -> str:
         """Session ids: derived from the first event's route key for inbound sessions (so that instances
-        receiving the same first callback at once contend for one session lock), random for executions."""
+        receiving the same first callback at once contend for one session lock), random for executions.
+
+        Both start with the time they began (the first callback's own ``time``, the same at every instance),
+        so that the ids of new sessions sort together: a store's indexes by session id then take each new
+        session on the same few pages instead of one page per session (with SQLite, half the pages a new
+        call writes). See ``session_id``.
+        """
         chosen, self._next_id = self._next_id, None
-        return chosen or "s-" + uuid.uuid4().hex
+        if chosen:
+            return chosen
+        started = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S%f")
+        return session_id(started, uuid.uuid4().hex)
 
     def replace_flows(self, flows: Mapping[str, Flow]) -> None:
         self._engine.replace_flows(flows)
@@ -113,7 +132,7 @@ class EngineAdapter:
             # The same first callback gives the same id at every instance (they then contend for one lock);
             # a new conversation on an old conversation key gets a new id (its first message differs).
             seed = f"{routed.route_key}\n{routed.event!r}".encode()
-            self._next_id = "s-" + hashlib.sha256(seed).hexdigest()[:32]
+            self._next_id = session_id(routed.event.time or "", hashlib.sha256(seed).hexdigest())
         try:
             started = self._engine.start(routed.event, now)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import orjson
@@ -137,3 +138,64 @@ def test_a_step_names_only_the_route_keys_its_event_added(adapter: EngineAdapter
     assert agent is not None
     connected = adapter.handle(dialling.snapshot, agent, 5.0)
     assert connected.routes == ["call:c-agent"]
+
+
+def _incoming(adapter: EngineAdapter, call_id: str, time: str | None) -> str:
+    """The session id the adapter gives the call's first callback."""
+    flow = read_flow(ROOT / "flows" / "ivr.yaml")
+    fields: JSONObject = {"eventType": "incomingcall", "callId": call_id, "from": "+15550001111"}
+    fields["to"] = flow.numbers[0]
+    if time is not None:
+        fields["time"] = time
+    step = adapter.start(adapter.parse(fields), 1.0)
+    assert step is not None
+    return step.session_id
+
+
+class TestSessionIds:
+    def test_a_first_callback_gives_an_id_that_starts_with_its_time(self, adapter: EngineAdapter) -> None:
+        session_id = _incoming(adapter, "c-1", "2012-11-14T16:21:59.616Z")
+
+        assert session_id.startswith("s-20121114162159616-")
+        assert len(session_id) == len("s-20121114162159616-") + 24
+
+    def test_the_same_first_callback_gives_the_same_id_at_every_instance(
+        self, adapter: EngineAdapter
+    ) -> None:
+        flow = read_flow(ROOT / "flows" / "ivr.yaml")
+        config = ServeConfig(flows_dir=ROOT / "flows", user_id="u-1", token="t", secret="s")
+        other = EngineAdapter({flow.name: flow}, config, environ={})
+
+        assert _incoming(adapter, "c-1", "2012-11-14T16:21:59.616Z") == _incoming(
+            other, "c-1", "2012-11-14T16:21:59.616Z"
+        )
+        assert _incoming(adapter, "c-1", "2012-11-14T16:21:59.616Z") != _incoming(
+            adapter, "c-2", "2012-11-14T16:21:59.616Z"
+        )
+
+    def test_ids_of_later_calls_sort_after_earlier_ones(self, adapter: EngineAdapter) -> None:
+        times = ["2012-11-14T16:21:59.616Z", "2012-11-14T16:21:59.617Z", "2012-11-14T16:22:00.001Z"]
+        ids = [_incoming(adapter, f"c-{n}", time) for n, time in enumerate(reversed(times))]
+
+        assert sorted(ids) == list(reversed(ids))
+
+    @pytest.mark.parametrize("time", [None, "", "soon", "2012-11-14"])
+    def test_without_a_usable_time_the_id_is_the_digest_alone(
+        self, adapter: EngineAdapter, time: str | None
+    ) -> None:
+        session_id = _incoming(adapter, "c-1", time)
+
+        assert session_id.startswith("s-")
+        assert len(session_id) == 34
+        assert "-" not in session_id[2:]
+
+    def test_execution_ids_start_with_the_time_they_began_and_differ(self, adapter: EngineAdapter) -> None:
+        flow = read_flow(ROOT / "flows" / "ivr.yaml")
+        one = adapter.start_outbound(flow.name, "+15550002222", flow.numbers[0], {}, 1.0).session_id
+        two = adapter.start_outbound(flow.name, "+15550002222", flow.numbers[0], {}, 1.0).session_id
+
+        assert one != two
+        prefix, digits, digest = one.split("-")
+        assert (prefix, len(digits), len(digest)) == ("s", 17, 24)
+        assert digits.startswith(str(datetime.datetime.now(datetime.UTC).year))
+        assert two > one or two[:19] == one[:19]
