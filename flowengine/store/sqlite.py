@@ -27,6 +27,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from flowengine.errors import DuplicateEventError, StaleLockError, StoreError
@@ -132,6 +133,47 @@ def _bindable(text: str | bytes) -> str | bytearray:
 def _entry(session_id: str, entry_id: str, command: str) -> OutboxEntry:
     """An outbox row as an entry; ``StoreError`` naming it when its stored command is corrupt."""
     return OutboxEntry(entry_id, loads_object(command, f"session {session_id!r} outbox {entry_id!r}"))
+
+
+@dataclass(slots=True)
+class _Changes:
+    """A commit's changes as the rows its statements bind, prepared on the event loop (see ``_changes``)."""
+
+    snapshot: str | bytes
+    entries: list[tuple[str, str, str]]
+    route_rows: list[tuple[str, str]]
+    unroute_rows: list[tuple[str, str]]
+    cancel_rows: list[tuple[str, str]]
+    set_rows: list[tuple[str, str, float, float]]
+    done_rows: list[tuple[str, str]]
+    ended: bool
+
+
+def _changes(
+    sid: str,
+    snapshot: SnapshotData,
+    *,
+    outbox: Sequence[OutboxEntry] = (),
+    routes: Iterable[str] = (),
+    unroutes: Iterable[str] = (),
+    timers_set: Mapping[str, Seconds] | None = None,
+    timers_cancel: Iterable[str] = (),
+    done: Iterable[str] = (),
+    ended: bool = False,
+) -> _Changes:
+    """Check a commit's changes (``ValueError`` naming the bad one) and turn them into rows."""
+    check_changes(sid, outbox, timers_set or {})
+    return _Changes(
+        snapshot_text(snapshot),
+        [(sid, entry.id, dumps(entry.command)) for entry in outbox],
+        [(key, sid) for key in routes],
+        [(key, sid) for key in unroutes],
+        # A key cancelled and set again in one commit is simply overwritten by the set.
+        [(sid, key) for key in timers_cancel if timers_set is None or key not in timers_set],
+        [(sid, key, float(due), float(due)) for key, due in (timers_set or {}).items()],
+        [(sid, entry_id) for entry_id in done],
+        ended,
+    )
 
 
 class SQLiteStore:
@@ -614,15 +656,17 @@ class SQLiteStore:
         release: bool = False,
     ) -> int:
         sid = lock.session_id
-        check_changes(sid, outbox, timers_set or {})
-        done_rows = [(sid, entry_id) for entry_id in done]
-        stored = snapshot_text(snapshot)
-        entries = [(sid, entry.id, dumps(entry.command)) for entry in outbox]
-        route_rows = [(key, sid) for key in routes]
-        unroute_rows = [(key, sid) for key in unroutes]
-        set_rows = [(sid, key, float(due), float(due)) for key, due in (timers_set or {}).items()]
-        # A key cancelled and set again in one commit is simply overwritten by the set.
-        cancel_rows = [(sid, key) for key in timers_cancel if timers_set is None or key not in timers_set]
+        changes = _changes(
+            sid,
+            snapshot,
+            outbox=outbox,
+            routes=routes,
+            unroutes=unroutes,
+            timers_set=timers_set,
+            timers_cancel=timers_cancel,
+            done=done,
+            ended=ended,
+        )
 
         def work(db: sqlite3.Cursor) -> int:
             # The refusals come first, before anything is written (see _run_batch): a lost lock, then an
@@ -648,20 +692,8 @@ class SQLiteStore:
                     "UPDATE locks SET expires_at = ? WHERE session_id = ? AND token = ?",
                     (now + lock.ttl, sid, lock.token),
                 )
-            return self._write_session(
-                db,
-                sid,
-                now,
-                stored,
-                ended,
-                done_rows,
-                entries,
-                route_rows,
-                unroute_rows,
-                cancel_rows,
-                set_rows,
-                current=None if held[1] is None else (int(held[1]), held[2]),
-            )
+            current = None if held[1] is None else (int(held[1]), held[2])
+            return self._write_session(db, sid, now, changes, current=current)
 
         return await self._transaction(work, write=True)
 
@@ -680,11 +712,7 @@ class SQLiteStore:
     ) -> Lock | None:
         check_ttl("ttl", ttl)
         sid = session_id
-        check_changes(sid, outbox, timers_set or {})
-        stored = snapshot_text(snapshot)
-        entries = [(sid, entry.id, dumps(entry.command)) for entry in outbox]
-        route_rows = [(key, sid) for key in routes]
-        set_rows = [(sid, key, float(due), float(due)) for key, due in (timers_set or {}).items()]
+        changes = _changes(sid, snapshot, outbox=outbox, routes=routes, timers_set=timers_set, ended=ended)
 
         def work(db: sqlite3.Cursor) -> Lock | None:
             # Everything that makes it go the long way or refuse is read before the first write (see
@@ -699,26 +727,9 @@ class SQLiteStore:
             ).fetchone()
             if visible or locked:
                 return None
-            if dedup_key is not None:
-                self._take_dedup_key(db, sid, dedup_key, now)
-            lock = self._try_lock(db, sid, owner, ttl)
-            assert lock is not None  # free: read above, in this same write transaction
-            self._write_session(
-                db,
-                sid,
-                now,
-                stored,
-                ended,
-                [],
-                entries,
-                route_rows,
-                [],
-                [],
-                set_rows,
-                current=None,
-                absent=visible is None,
+            return self._lock_and_write(
+                db, sid, owner, ttl, now, dedup_key, changes, current=None, absent=visible is None
             )
-            return lock
 
         return await self._transaction(work, write=True)
 
@@ -740,12 +751,15 @@ class SQLiteStore:
     ) -> Lock | None:
         check_ttl("ttl", ttl)
         sid = session_id
-        check_changes(sid, outbox, timers_set or {})
-        stored = snapshot_text(snapshot)
-        entries = [(sid, entry.id, dumps(entry.command)) for entry in outbox]
-        route_rows = [(key, sid) for key in routes]
-        set_rows = [(sid, key, float(due), float(due)) for key, due in (timers_set or {}).items()]
-        cancel_rows = [(sid, key) for key in timers_cancel if timers_set is None or key not in timers_set]
+        changes = _changes(
+            sid,
+            snapshot,
+            outbox=outbox,
+            routes=routes,
+            timers_set=timers_set,
+            timers_cancel=timers_cancel,
+            ended=ended,
+        )
 
         def work(db: sqlite3.Cursor) -> Lock | None:
             # Everything that makes it refuse is read first, in one statement, before the first write (see
@@ -764,25 +778,7 @@ class SQLiteStore:
                 or (row[2] is not None and row[2] > now)
             ):
                 return None
-            if dedup_key is not None:
-                self._take_dedup_key(db, sid, dedup_key, now)
-            lock = self._try_lock(db, sid, owner, ttl)
-            assert lock is not None  # free: read above, in this same write transaction
-            self._write_session(
-                db,
-                sid,
-                now,
-                stored,
-                ended,
-                [],
-                entries,
-                route_rows,
-                [],
-                cancel_rows,
-                set_rows,
-                current=(version, None),
-            )
-            return lock
+            return self._lock_and_write(db, sid, owner, ttl, now, dedup_key, changes, current=(version, None))
 
         return await self._transaction(work, write=True)
 
@@ -796,19 +792,34 @@ class SQLiteStore:
         if taken.rowcount != 1:
             raise DuplicateEventError(f"session {sid!r}: event {dedup_key!r} was already handled")
 
+    def _lock_and_write(
+        self,
+        db: sqlite3.Cursor,
+        sid: str,
+        owner: str,
+        ttl: Seconds,
+        now: Seconds,
+        dedup_key: str | None,
+        changes: _Changes,
+        *,
+        current: tuple[int, Seconds | None] | None,
+        absent: bool = False,
+    ) -> Lock:
+        """``create`` and ``advance`` once they found the session's lock free: the dedup key (the last
+        refusal), the lock, then the writes (see ``_write_session``)."""
+        if dedup_key is not None:
+            self._take_dedup_key(db, sid, dedup_key, now)
+        lock = self._try_lock(db, sid, owner, ttl)
+        assert lock is not None  # free: read by the caller, in this same write transaction
+        self._write_session(db, sid, now, changes, current=current, absent=absent)
+        return lock
+
     def _write_session(
         self,
         db: sqlite3.Cursor,
         sid: str,
         now: Seconds,
-        stored: str | bytes,
-        ended: bool,
-        done_rows: list[tuple[str, str]],
-        entries: list[tuple[str, str, str]],
-        route_rows: list[tuple[str, str]],
-        unroute_rows: list[tuple[str, str]],
-        cancel_rows: list[tuple[str, str]],
-        set_rows: list[tuple[str, str, float, float]],
+        changes: _Changes,
         *,
         current: tuple[int, Seconds | None] | None,
         absent: bool = False,
@@ -819,7 +830,9 @@ class SQLiteStore:
         None writes it afresh (new, or ended beyond the retention and not purged yet). ``absent``: the
         session is known to have no row at all, so it has no outbox left to clear either.
         """
-        snapshot = _bindable(stored)
+        snapshot, ended = _bindable(changes.snapshot), changes.ended
+        done_rows, entries, route_rows = changes.done_rows, changes.entries, changes.route_rows
+        unroute_rows, cancel_rows, set_rows = changes.unroute_rows, changes.cancel_rows, changes.set_rows
         if current is not None:
             version, ended_at = current[0] + 1, current[1]
             if ended_at is None and ended:
