@@ -125,23 +125,31 @@ return 1
 """
 
 # KEYS: fence:<sid> s:<sid> ol:<sid> oh:<sid> rk:<sid> tk:<sid> pending timers sessions ended d:<key> tdue
-#       lock:<sid> fence
+#       lock:<sid> fence r:<route key>
 # ARGV: token snapshot sid prefix ended(0/1) retention_ms dedup_ttl_ms has_dedup(0/1) owner ttl_ms grace_ms
-#       release(0/1) n_done id*  n_outbox (id cmd)*  n_routes key*  n_unroutes key*  n_cancel member*
+#       release(0/1) version  n_done id*  n_outbox (id cmd)*  n_routes key*  n_unroutes key*  n_cancel member*
 #       n_set (member due)*
-# An empty token creates the session (``create``): -3 when it exists or its lock is held, else its new lock's
-# token (the version is 1). Otherwise: -1 for a stale lock, -2 for a duplicate, else the new version.
+# An empty token takes the lock first. With an empty version it creates the session (``create``; -3 when the
+# session exists or its lock is held); with a version it moves the session on (``advance``; -3 unless the
+# route key leads to it, it is live, at that version, and unlocked). Either returns its new lock's token. With
+# a token: -1 for a stale lock, else the new version. -2 for a duplicate in every case; -3 and -2 write nothing.
 _COMMIT = """
 local token, snapshot, sid, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ending, retention, dedup_ttl, has_dedup = ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7], ARGV[8] == '1'
-local creating = token == ''
-if creating then
-    if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[13]) == 1 then return -3 end
-elseif redis.call('GET', KEYS[1]) ~= token then
-    return -1
+local locking, expected = token == '', ARGV[13]
+if not locking then
+    if redis.call('GET', KEYS[1]) ~= token then return -1 end
+elseif redis.call('EXISTS', KEYS[13]) == 1 then
+    return -3
+elseif expected == '' then
+    if redis.call('EXISTS', KEYS[2]) == 1 then return -3 end
+else
+    if redis.call('GET', KEYS[15]) ~= sid then return -3 end
+    local state = redis.call('HMGET', KEYS[2], 'version', 'ended_at')
+    if state[1] ~= expected or state[2] then return -3 end
 end
 if has_dedup and redis.call('EXISTS', KEYS[11]) == 1 then return -2 end
-if creating then
+if locking then
     token = tostring(redis.call('INCR', KEYS[14]))
     redis.call('SET', KEYS[1], token)
 end
@@ -155,7 +163,7 @@ end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[10]) + tonumber(ARGV[11]))
 local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
 if version == 1 then redis.call('DEL', KEYS[3], KEYS[4]) end
-local i = 13
+local i = 14
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
     redis.call('LREM', KEYS[3], 0, ARGV[i]); redis.call('HDEL', KEYS[4], ARGV[i])
@@ -214,7 +222,7 @@ if ended_at then
     end
     for _, k in ipairs({KEYS[2], KEYS[3], KEYS[4], KEYS[5]}) do redis.call('PEXPIRE', k, left) end
 end
-if creating then return tonumber(token) end
+if locking then return tonumber(token) end
 return version
 """
 
@@ -747,6 +755,40 @@ class RedisStore:
         )
         return None if token == -3 else Lock(session_id, owner, token, ttl)
 
+    async def advance(
+        self,
+        route_key: str,
+        session_id: str,
+        *,
+        version: int,
+        owner: str,
+        snapshot: SnapshotData,
+        ttl: Seconds = DEFAULT_LOCK_TTL,
+        outbox: Sequence[OutboxEntry] = (),
+        routes: Iterable[str] = (),
+        timers_set: Mapping[str, Seconds] | None = None,
+        timers_cancel: Iterable[str] = (),
+        dedup_key: str | None = None,
+        ended: bool = False,
+    ) -> Lock | None:
+        check_ttl("ttl", ttl)
+        token = await self._write(
+            session_id,
+            "",  # no token yet: the script checks the session is unchanged, then takes its lock
+            owner,
+            ttl,
+            snapshot=snapshot,
+            outbox=outbox,
+            routes=routes,
+            timers_set=timers_set,
+            timers_cancel=timers_cancel,
+            dedup_key=dedup_key,
+            ended=ended,
+            version=version,
+            route_key=route_key,
+        )
+        return None if token == -3 else Lock(session_id, owner, token, ttl)
+
     async def _write(
         self,
         sid: str,
@@ -764,9 +806,11 @@ class RedisStore:
         ended: bool = False,
         done: Iterable[str] = (),
         release: bool = False,
+        version: int | None = None,
+        route_key: str = "",
     ) -> int:
-        """The commit script (see ``_COMMIT``; an empty ``token`` creates the session); raises
-        ``DuplicateEventError`` for its -2 and returns its other replies."""
+        """The commit script (see ``_COMMIT``; an empty ``token`` creates the session, or with ``version``
+        advances it); raises ``DuplicateEventError`` for its -2 and returns its other replies."""
         check_changes(sid, outbox, timers_set or {})
         done_ids = list(done)
         keys = [
@@ -784,6 +828,7 @@ class RedisStore:
             self._key("tdue"),
             self._key("lock:", sid),
             self._key("fence"),
+            self._key("r:", route_key),
         ]
         args: list[str | bytes | int] = [
             token,
@@ -798,6 +843,7 @@ class RedisStore:
             _ms(ttl),
             _FENCE_GRACE_MS,
             int(release),
+            "" if version is None else version,
             len(done_ids),
             *done_ids,
         ]

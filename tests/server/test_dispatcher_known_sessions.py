@@ -1,4 +1,4 @@
-"""The dispatcher over a store that ``advances`` (SQLite): most events cost one store round trip.
+"""The dispatcher over a store that ``advances`` (SQLite, Redis): most events cost one store round trip.
 
 An instance keeps the version and snapshot of the sessions it committed last. The next event of such a
 session is handled from them and committed with ``advance``, which takes the lock in the same round trip;
@@ -9,6 +9,7 @@ goes the long way, ``begin_route`` then ``commit``, with nothing lost or applied
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,18 @@ from aiohttp.test_utils import TestServer
 from flowengine.catapult.client import CatapultClient
 from flowengine.server.dispatcher import Dispatcher
 from flowengine.server.metrics import Metrics
+from flowengine.store import Store
+from flowengine.store.redis import RedisStore
 from flowengine.store.sqlite import SQLiteStore
+from tests.store.redis_db import REDIS_DB, REDIS_HOST, REDIS_PORT, delete_prefix, redis_available
 
 from .support import USER, EchoRuntime, FakeAPI, dtmf, fake_loader, incoming
 
 MakeDispatcher = Callable[..., AsyncIterator[Dispatcher]]
 
 
-class CountingStore(SQLiteStore):
-    """The SQLite store, noting the name of each operation of the dispatcher's that it is asked for."""
+class Counting:
+    """Mixed into a store: notes the name of each operation of the dispatcher's that it is asked for."""
 
     calls: list[str]
 
@@ -37,28 +41,48 @@ class CountingStore(SQLiteStore):
 
     async def advance(self, *args: Any, **options: Any) -> Any:
         self.note("advance")
-        return await super().advance(*args, **options)
+        return await super().advance(*args, **options)  # type: ignore[misc]
 
     async def begin_route(self, *args: Any, **options: Any) -> Any:
         self.note("begin_route")
-        return await super().begin_route(*args, **options)
+        return await super().begin_route(*args, **options)  # type: ignore[misc]
 
     async def begin(self, *args: Any, **options: Any) -> Any:
         self.note("begin")
-        return await super().begin(*args, **options)
+        return await super().begin(*args, **options)  # type: ignore[misc]
 
     async def create(self, *args: Any, **options: Any) -> Any:
         self.note("create")
-        return await super().create(*args, **options)
+        return await super().create(*args, **options)  # type: ignore[misc]
 
     async def commit(self, *args: Any, **options: Any) -> Any:
         self.note("commit")
-        return await super().commit(*args, **options)
+        return await super().commit(*args, **options)  # type: ignore[misc]
 
     def taken(self) -> list[str]:
         """The operations noted since the last call."""
         calls, self.__dict__["calls"] = self.__dict__.get("calls", []), []
         return calls
+
+
+class CountingSQLite(Counting, SQLiteStore):
+    pass
+
+
+class CountingRedis(Counting, RedisStore):
+    pass
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Callable[[], Any]]:
+    """``await open_store()``: another counting store on one backend of the parametrised kind."""
+    if request.param == "sqlite":
+        yield lambda: CountingSQLite.open(str(tmp_path / "state.db"))
+        return
+    await redis_available()
+    prefix = f"fetest:{uuid.uuid4().hex}:"
+    yield lambda: CountingRedis.open(f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}?prefix={prefix}")
+    await delete_prefix(prefix)
 
 
 @pytest.fixture
@@ -69,16 +93,19 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def make(
-    tmp_path: Path, fake_api: tuple[FakeAPI, TestServer], http: aiohttp.ClientSession
+    tmp_path: Path,
+    fake_api: tuple[FakeAPI, TestServer],
+    http: aiohttp.ClientSession,
+    open_store: Callable[[], Any],
 ) -> AsyncIterator[Callable[..., Any]]:
-    """``await make(name, **options)``: a dispatcher on a ``CountingStore`` of one shared file."""
+    """``await make(name, **options)``: a dispatcher on a counting store; all of them share one backend."""
     _, server = fake_api
     (tmp_path / "echo.yaml").write_text("echo v1\n")
     flow = fake_loader(tmp_path / "echo.yaml")
-    made: list[tuple[Dispatcher, SQLiteStore]] = []
+    made: list[tuple[Dispatcher, Store]] = []
 
     async def build(name: str, **options: Any) -> Dispatcher:
-        store = await CountingStore.open(str(tmp_path / "state.db"))
+        store = await open_store()
         client = CatapultClient(
             http, user_id=USER, token="t", secret="s", base_url=str(server.make_url("/v1"))
         )
@@ -100,8 +127,8 @@ async def make(
         await store.close()
 
 
-def _store(dispatcher: Dispatcher) -> CountingStore:
-    assert isinstance(dispatcher.store, CountingStore)
+def _store(dispatcher: Dispatcher) -> Counting:
+    assert isinstance(dispatcher.store, Counting)
     return dispatcher.store
 
 

@@ -7,7 +7,6 @@ their keys afterwards. Where that server is missing they fail when ``CI`` is set
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
@@ -17,47 +16,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from flowengine.store import MemoryBackend, MemoryStore, Store
 from flowengine.store.redis import RedisStore
 from flowengine.store.sqlite import SQLiteStore
 
-REDIS_HOST = "127.0.0.1"
-REDIS_PORT = 6379
-REDIS_DB = 9
+from .redis_db import REDIS_DB, REDIS_HOST, REDIS_PORT, delete_prefix, redis_available, redis_missing
 
 StoreFactory = Callable[..., Awaitable[Store]]
 """Opens another store on the same backend: ``await make(retention=..., dedup_ttl=...)``."""
-
-
-def redis_missing(reason: str) -> None:
-    """Fail loudly in CI, where the Redis tests must run; skip on a developer's machine."""
-    message = f"Redis is needed at {REDIS_HOST}:{REDIS_PORT} for the Redis store tests: {reason}"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message + " (CI is set, so this fails rather than skips; .ci/run starts Redis)")
-    pytest.skip(message)
-
-
-async def _redis_available() -> None:
-    client = aioredis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        redis_missing(str(exc))
-    finally:
-        await client.aclose()
-
-
-async def _delete_prefix(prefix: str) -> None:
-    client = aioredis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -68,7 +35,7 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     backend = MemoryBackend()
     prefix = f"fetest:{uuid.uuid4().hex}:"
     if kind == "redis":
-        await _redis_available()
+        await redis_available()
 
     async def make(**options: float) -> Store:
         store: Store
@@ -86,16 +53,16 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     for store in opened:
         await store.close()
     if kind == "redis":
-        await _delete_prefix(prefix)
+        await delete_prefix(prefix)
 
 
 @pytest.fixture
 async def redis_url() -> AsyncIterator[str]:
     """The URL of the test Redis database with a key prefix of its own; its keys are deleted afterwards."""
-    await _redis_available()
+    await redis_available()
     prefix = f"fetest:{uuid.uuid4().hex}:"
     yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}?prefix={prefix}"
-    await _delete_prefix(prefix)
+    await delete_prefix(prefix)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""``SQLiteStore.advance``: ``begin_route`` then ``commit`` in one round trip, for a session known unchanged.
+"""``advance`` (SQLite and Redis): ``begin_route`` then ``commit`` in one round trip, for a session known
+unchanged.
 
 It must give exactly what those two give when the route still leads to the session, the session is live and
 still at the version the caller knows, and its lock is free; otherwise it must answer None having written
@@ -7,37 +8,43 @@ and locked nothing, so that the caller's long way round starts from where it was
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Protocol, cast
 
 import pytest
 
 from flowengine.errors import DuplicateEventError
-from flowengine.store import Advances, Lock, MemoryStore, OutboxEntry
+from flowengine.store import Advances, Lock, MemoryStore, OutboxEntry, Store
+from flowengine.store.redis import RedisStore
 from flowengine.store.sqlite import SQLiteStore
 
+from .conftest import StoreFactory
 from .locks import unlocked
+
+pytestmark = pytest.mark.parametrize("make_store", ["sqlite", "redis"], indirect=True)
 
 SID = "s-a-1"
 ROUTE = "call:c-1"
 
 
-@pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[tuple[SQLiteStore, SQLiteStore]]:
-    """Two instances' stores on one file."""
-    one = await SQLiteStore.open(str(tmp_path / "state.db"))
-    two = await SQLiteStore.open(str(tmp_path / "state.db"))
-    yield one, two
-    await one.close()
-    await two.close()
+class AdvancingStore(Store, Advances, Protocol):
+    """A store with ``advance``."""
 
 
 @pytest.fixture
-async def store(stores: tuple[SQLiteStore, SQLiteStore]) -> SQLiteStore:
+async def stores(make_store: StoreFactory) -> tuple[AdvancingStore, AdvancingStore]:
+    """Two instances' stores on one backend."""
+    one, two = await make_store(), await make_store()
+    assert isinstance(one, Advances)
+    assert isinstance(two, Advances)
+    return cast(AdvancingStore, one), cast(AdvancingStore, two)
+
+
+@pytest.fixture
+async def store(stores: tuple[AdvancingStore, AdvancingStore]) -> AdvancingStore:
     return stores[0]
 
 
-async def _started(store: SQLiteStore) -> int:
+async def _started(store: AdvancingStore) -> int:
     """A session at version 2, unlocked, with a pending timer; returns its version."""
     lock = await store.create(SID, owner="a", snapshot={"n": 1}, routes=[ROUTE], timers_set={"old": 50.0})
     assert lock is not None
@@ -46,7 +53,7 @@ async def _started(store: SQLiteStore) -> int:
     return version
 
 
-async def _advance(store: SQLiteStore, version: int, **changes: object) -> Lock | None:
+async def _advance(store: AdvancingStore, version: int, **changes: object) -> Lock | None:
     options: dict[str, object] = {
         "owner": "a",
         "snapshot": {"n": 3},
@@ -60,14 +67,15 @@ async def _advance(store: SQLiteStore, version: int, **changes: object) -> Lock 
     return await store.advance(ROUTE, SID, version=version, **options)  # type: ignore[arg-type]
 
 
-def test_the_sqlite_store_advances_and_the_memory_store_does_not() -> None:
+def test_the_sqlite_and_redis_stores_advance_and_the_memory_store_does_not(make_store: StoreFactory) -> None:
     assert issubclass(SQLiteStore, Advances)
+    assert issubclass(RedisStore, Advances)
     assert not isinstance(MemoryStore(), Advances)
 
 
 class TestASessionUnchangedSinceItsVersion:
     async def test_is_committed_at_the_next_version_with_everything_it_was_given(
-        self, store: SQLiteStore
+        self, store: AdvancingStore
     ) -> None:
         version = await _started(store)
 
@@ -83,7 +91,7 @@ class TestASessionUnchangedSinceItsVersion:
         assert [timer.key for timer in await store.due_timers(1_000.0)] == ["menu"]
         assert await store.seen("dtmf:c-1:1")
 
-    async def test_holds_its_lock_until_finished_and_commits_under_it(self, store: SQLiteStore) -> None:
+    async def test_holds_its_lock_until_finished_and_commits_under_it(self, store: AdvancingStore) -> None:
         lock = await _advance(store, await _started(store))
         assert lock is not None
 
@@ -93,7 +101,7 @@ class TestASessionUnchangedSinceItsVersion:
         assert await unlocked(store, SID)
 
     async def test_its_lock_fences_the_tokens_handed_out_before(
-        self, stores: tuple[SQLiteStore, SQLiteStore]
+        self, stores: tuple[AdvancingStore, AdvancingStore]
     ) -> None:
         one, two = stores
         version = await _started(one)
@@ -104,7 +112,7 @@ class TestASessionUnchangedSinceItsVersion:
         assert lock is not None
         assert lock.token > before.token
 
-    async def test_may_end_it(self, store: SQLiteStore) -> None:
+    async def test_may_end_it(self, store: AdvancingStore) -> None:
         lock = await _advance(store, await _started(store), ended=True)
         assert lock is not None
 
@@ -117,7 +125,7 @@ class TestASessionUnchangedSinceItsVersion:
 class TestTheLongWayRound:
     """``advance`` answers None, or refuses, having written and locked nothing."""
 
-    async def _unchanged(self, store: SQLiteStore, version: int) -> None:
+    async def _unchanged(self, store: AdvancingStore, version: int) -> None:
         record = await store.load(SID)
         assert record is not None
         assert (record.snapshot, record.version, record.outbox) == ({"n": 2}, version, ())
@@ -127,7 +135,7 @@ class TestTheLongWayRound:
         assert await unlocked(store, SID)
 
     async def test_when_another_instance_moved_the_session_on(
-        self, stores: tuple[SQLiteStore, SQLiteStore]
+        self, stores: tuple[AdvancingStore, AdvancingStore]
     ) -> None:
         one, two = stores
         version = await _started(one)
@@ -142,7 +150,7 @@ class TestTheLongWayRound:
         assert not await one.seen("dtmf:c-1:1")
         assert await unlocked(one, SID)
 
-    async def test_when_its_lock_is_held(self, stores: tuple[SQLiteStore, SQLiteStore]) -> None:
+    async def test_when_its_lock_is_held(self, stores: tuple[AdvancingStore, AdvancingStore]) -> None:
         one, two = stores
         version = await _started(one)
         held = await two.acquire(SID, owner="b")
@@ -152,7 +160,7 @@ class TestTheLongWayRound:
         await two.release(held)
         await self._unchanged(one, version)
 
-    async def test_when_the_route_leads_to_another_session(self, store: SQLiteStore) -> None:
+    async def test_when_the_route_leads_to_another_session(self, store: AdvancingStore) -> None:
         version = await _started(store)
         other = await store.create("s-other", owner="x", snapshot={}, routes=[ROUTE])
         assert other is not None
@@ -161,13 +169,13 @@ class TestTheLongWayRound:
         assert await _advance(store, version) is None
         assert await store.lookup(ROUTE) == "s-other"
 
-    async def test_when_the_route_leads_nowhere(self, store: SQLiteStore) -> None:
+    async def test_when_the_route_leads_nowhere(self, store: AdvancingStore) -> None:
         version = await _started(store)
 
         assert await store.advance("call:unknown", SID, version=version, owner="a", snapshot={}) is None
         await self._unchanged(store, version)
 
-    async def test_when_the_session_has_ended(self, store: SQLiteStore) -> None:
+    async def test_when_the_session_has_ended(self, store: AdvancingStore) -> None:
         version = await _started(store)
         lock, _ = await store.begin(SID, owner="a")
         version = await store.commit(lock, snapshot={"n": "end"}, ended=True, release=True)
@@ -178,7 +186,7 @@ class TestTheLongWayRound:
         assert record is not None
         assert (record.snapshot, record.ended) == ({"n": "end"}, True)
 
-    async def test_refused_when_its_event_was_handled_already(self, store: SQLiteStore) -> None:
+    async def test_refused_when_its_event_was_handled_already(self, store: AdvancingStore) -> None:
         version = await _started(store)
         other = await store.acquire("s-other", owner="x")
         await store.commit(other, snapshot={}, dedup_key="dtmf:c-1:1")
