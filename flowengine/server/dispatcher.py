@@ -66,6 +66,7 @@ from flowengine.errors import (
     LockTimeoutError,
     StoreError,
 )
+from flowengine.server.known import KnownSessions
 from flowengine.server.lanes import Lanes, Then, current_lane
 from flowengine.server.metrics import Metrics
 from flowengine.store.base import EXTEND_BELOW, Advances, Lock, OutboxEntry, Store, Timer
@@ -298,9 +299,7 @@ class Dispatcher:
         self._advancer: Advances | None = (
             store if self._known_limit > 0 and isinstance(store, Advances) else None
         )
-        # session id -> (version, snapshot or None once ended, the snapshot's size), oldest commit first
-        self._known: dict[str, tuple[int, SnapshotData | None, int]] = {}
-        self._known_bytes = 0
+        self._known = KnownSessions(limit=self._known_limit, budget=self._known_budget)
 
     @property
     def pending(self) -> int:
@@ -451,7 +450,7 @@ class Dispatcher:
         except DuplicateEventError:  # nothing was written or locked
             return Outcome("duplicate", "this callback was already handled", session_id), None
         if lock is None:
-            self._forget(session_id)
+            self._known.forget(session_id)
             return None
         self._committed(step, routed.event_type, routed.call_id, False)
         self._remember(step, version + 1)
@@ -461,21 +460,8 @@ class Dispatcher:
     def _remember(self, step: Step, version: int) -> None:
         """Keep a session's version and snapshot as just committed (see ``_advance_known``); for an ended
         session, only that it ended."""
-        if self._advancer is None:
-            return
-        self._forget(step.session_id)  # re-inserted last: the dict's order is the commits' order
-        snapshot = None if step.ended else step.snapshot
-        size = 0 if snapshot is None else len(snapshot) if isinstance(snapshot, bytes | str) else 1024
-        known = self._known
-        known[step.session_id] = (version, snapshot, size)
-        self._known_bytes += size
-        while len(known) > self._known_limit or self._known_bytes > self._known_budget:
-            self._forget(next(iter(known)))
-
-    def _forget(self, session_id: str) -> None:
-        forgotten = self._known.pop(session_id, None)
-        if forgotten is not None:
-            self._known_bytes -= forgotten[2]
+        if self._advancer is not None:
+            self._known.remember(step.session_id, version, None if step.ended else step.snapshot)
 
     async def _start_session(
         self, step: Step, routed: Routed, route_key: str, dedup: str, data: Mapping[str, object]
