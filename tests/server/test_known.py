@@ -99,4 +99,6 @@ def test_a_kept_snapshot_costs_its_size_not_the_encoders_buffer() -> None:
         [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, timeout=120
     )
     per_session, counted = (float(figure) for figure in out.stdout.split())
-    assert per_session < 2 * counted + 300, f"{per_session:.0f} bytes resident per {counted:.0f}-byte snapshot"
+    assert per_session < 2 * counted + 300, (
+        f"{per_session:.0f} bytes resident per {counted:.0f}-byte snapshot"
+    )
